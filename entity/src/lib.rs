@@ -1,0 +1,9 @@
+//! SeaORM entities: one module per table. These are database rows, never API types;
+//! the service maps them to its own output structs so no column leaks by accident.
+
+pub mod audit_event;
+pub mod authorization_code;
+pub mod external_user;
+pub mod master_token;
+pub mod organization;
+pub mod server_state;

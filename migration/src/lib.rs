@@ -1,0 +1,15 @@
+//! latchkey's schema, as sea-orm-migration steps. Migrations never import the entity
+//! crate and never seed data: built-in data is loaded by the service at start-up.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_foundation::Migration)]
+    }
+}

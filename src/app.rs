@@ -1,0 +1,217 @@
+//! Assembling the service: database, keys, bootstrap, schema, router; and serving it
+//! with a graceful shutdown.
+
+use std::{
+    fs,
+    future::Future,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sea_orm::DatabaseConnection;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{Authenticator, UserTokens},
+    config::Config,
+    crypto::{self, EncryptionKey, Keyring},
+    db,
+    domain::installation::{self, Bootstrap},
+    graphql::{self, Limits, Services},
+    http::{self, AppState},
+};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+const KEY_FILE: &str = "encryption.keys";
+const JWT_SECRET_FILE: &str = "jwt.secret";
+
+pub struct App {
+    pub state: AppState,
+    pub keyring: Keyring,
+    /// Set on the very first start: the default organization and its master token.
+    pub bootstrap: Option<Bootstrap>,
+}
+
+impl App {
+    /// Connects, migrates, loads or generates the keys, checks them against the
+    /// database, and bootstraps an empty database.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        ensure_private_dir(&config.data_dir)?;
+        let db = db::connect(&config.database_url, config.database_kind).await?;
+        db::migrate(&db).await?;
+
+        let keyring = load_keyring(config)?;
+        installation::verify_keyring(&db, &keyring).await?;
+        let jwt_secret = load_jwt_secret(config)?;
+        let user_tokens = UserTokens::new(&jwt_secret, &config.public_url)
+            .context("invalid LATCHKEY_JWT_SECRET")?;
+
+        let bootstrap = installation::bootstrap(&db)
+            .await
+            .map_err(|err| anyhow::anyhow!("first-start setup failed: {err:?}"))?;
+        let limits = Limits {
+            introspection: config.introspection,
+            ..Limits::default()
+        };
+        let state = state(db, user_tokens, &limits);
+        Ok(Self {
+            state,
+            keyring,
+            bootstrap,
+        })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for up to
+    /// [`SHUTDOWN_GRACE`].
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = signalled_tx.send(());
+        });
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            result = &mut server => return result.context("server failed"),
+            _ = signalled_rx => tracing::info!("shutting down; finishing in-flight requests"),
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+            Ok(result) => result.context("server failed"),
+            Err(_) => {
+                tracing::warn!("grace period over; dropping the remaining connections");
+                Ok(())
+            }
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+}
+
+fn state(db: DatabaseConnection, user_tokens: UserTokens, limits: &Limits) -> AppState {
+    let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
+    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens), limits);
+    AppState {
+        schema,
+        authenticator,
+        db,
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the data dir {} (LATCHKEY_DATA_DIR)",
+                    dir.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Writes a new secret file readable by the owner only; never overwrites.
+fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn read_secret_file(path: &Path) -> anyhow::Result<Option<SecretString>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned().into())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+pub fn key_file(config: &Config) -> PathBuf {
+    config.data_dir.join(KEY_FILE)
+}
+
+/// The keyring from `LATCHKEY_ENCRYPTION_KEY`, else from the data dir's key file, else a
+/// freshly generated key written to that file (with a warning).
+fn load_keyring(config: &Config) -> anyhow::Result<Keyring> {
+    if let Some(text) = &config.encryption_key {
+        return Keyring::parse(text.expose_secret())
+            .map_err(|err| anyhow::anyhow!("invalid LATCHKEY_ENCRYPTION_KEY: {err}"));
+    }
+    let path = key_file(config);
+    if let Some(text) = read_secret_file(&path)? {
+        return Keyring::parse(text.expose_secret())
+            .map_err(|err| anyhow::anyhow!("invalid key file {}: {err}", path.display()));
+    }
+    let keyring = Keyring::from_keys(vec![EncryptionKey::generate()])?;
+    write_secret_file(&path, &keyring.to_text())?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a new encryption key in the data dir; production should supply LATCHKEY_ENCRYPTION_KEY from outside the data dir"
+    );
+    Ok(keyring)
+}
+
+/// The JWT signing secret from `LATCHKEY_JWT_SECRET`, else the data dir's file, else a
+/// freshly generated one written there (with a warning).
+fn load_jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join(JWT_SECRET_FILE);
+    if let Some(secret) = read_secret_file(&path)? {
+        if secret.expose_secret().is_empty() {
+            bail!("the JWT secret file {} is empty", path.display());
+        }
+        return Ok(secret);
+    }
+    let secret = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<48>());
+    write_secret_file(&path, &secret)?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a new JWT signing secret in the data dir; production should supply LATCHKEY_JWT_SECRET from outside the data dir"
+    );
+    Ok(secret.into())
+}

@@ -1,0 +1,224 @@
+//! Who is calling. A request carries at most one bearer token; it resolves to exactly
+//! one [`Principal`]. Scopes ([`MasterScope`], [`UserScope`]) can only be made here, and
+//! the use cases take them as arguments, so an operation cannot run without the right
+//! kind of caller.
+
+pub mod authorization_codes;
+pub mod master_tokens;
+pub mod user_tokens;
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+
+use crate::{
+    error::{Error, Result},
+    ids::{MasterTokenId, OrgId, UserId},
+};
+pub use user_tokens::UserTokens;
+
+/// The caller of one request.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// No token, or a token that was refused (the reason is logged, not returned).
+    Anonymous,
+    Master(MasterScope),
+    User(UserScope),
+}
+
+/// Proof that the caller presented a valid master token of `org_id`.
+#[derive(Clone, Debug)]
+pub struct MasterScope {
+    org_id: OrgId,
+    token_id: MasterTokenId,
+}
+
+/// Proof that the caller presented a valid user token of `user_id` in `org_id`.
+#[derive(Clone, Debug)]
+pub struct UserScope {
+    org_id: OrgId,
+    user_id: UserId,
+}
+
+impl MasterScope {
+    pub fn org_id(&self) -> OrgId {
+        self.org_id
+    }
+    pub fn token_id(&self) -> MasterTokenId {
+        self.token_id
+    }
+}
+
+impl UserScope {
+    pub fn org_id(&self) -> OrgId {
+        self.org_id
+    }
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+}
+
+/// Which kind of token a field or endpoint takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Master,
+    User,
+    MasterOrUser,
+}
+
+impl Access {
+    /// The name `schema.graphql` shows in `@access(token: ...)`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Master => "MASTER",
+            Access::User => "USER",
+            Access::MasterOrUser => "MASTER_OR_USER",
+        }
+    }
+}
+
+impl Principal {
+    /// Refuses a caller the access rule does not admit.
+    pub fn check(&self, access: Access) -> Result<()> {
+        match (access, self) {
+            (_, Principal::Anonymous) => Err(Error::Unauthenticated),
+            (Access::Master, Principal::User(_)) => {
+                Err(Error::Forbidden("this operation needs the master token"))
+            }
+            (Access::User, Principal::Master(_)) => {
+                Err(Error::Forbidden("this operation needs a user token"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn master(&self) -> Result<&MasterScope> {
+        self.check(Access::Master)?;
+        match self {
+            Principal::Master(scope) => Ok(scope),
+            _ => Err(Error::Forbidden("this operation needs the master token")),
+        }
+    }
+
+    pub fn user(&self) -> Result<&UserScope> {
+        self.check(Access::User)?;
+        match self {
+            Principal::User(scope) => Ok(scope),
+            _ => Err(Error::Forbidden("this operation needs a user token")),
+        }
+    }
+
+    pub fn org_id(&self) -> Result<OrgId> {
+        match self {
+            Principal::Anonymous => Err(Error::Unauthenticated),
+            Principal::Master(scope) => Ok(scope.org_id),
+            Principal::User(scope) => Ok(scope.org_id),
+        }
+    }
+}
+
+/// Resolves bearer tokens to principals.
+#[derive(Clone)]
+pub struct Authenticator {
+    db: DatabaseConnection,
+    user_tokens: UserTokens,
+}
+
+impl Authenticator {
+    pub fn new(db: DatabaseConnection, user_tokens: UserTokens) -> Self {
+        Self { db, user_tokens }
+    }
+
+    pub fn user_tokens(&self) -> &UserTokens {
+        &self.user_tokens
+    }
+
+    /// Resolves the value of an `Authorization` header. Any refusal yields
+    /// [`Principal::Anonymous`]; the reason goes to the debug log, never the token.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal> {
+        let Some(header) = authorization else {
+            return Ok(Principal::Anonymous);
+        };
+        let Some(token) = bearer_token(header) else {
+            tracing::debug!("authorization header is not a bearer token");
+            return Ok(Principal::Anonymous);
+        };
+        if token.starts_with(master_tokens::PREFIX) {
+            return Ok(match master_tokens::verify(&self.db, token).await? {
+                Some(scope) => Principal::Master(scope),
+                None => {
+                    tracing::debug!("master token refused");
+                    Principal::Anonymous
+                }
+            });
+        }
+        let claims = match self.user_tokens.verify(token) {
+            Ok(claims) => claims,
+            Err(reason) => {
+                tracing::debug!(%reason, "user token refused");
+                return Ok(Principal::Anonymous);
+            }
+        };
+        // A user token is only as good as its user: removal or revocation bumps or
+        // deletes the row, which invalidates every token minted before at once.
+        let current_version: Option<i64> = entity::external_user::Entity::find()
+            .select_only()
+            .column(entity::external_user::Column::TokenVersion)
+            .filter(entity::external_user::Column::Id.eq(claims.user_id.0))
+            .filter(entity::external_user::Column::OrgId.eq(claims.org_id.0))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        if current_version != Some(claims.version) {
+            tracing::debug!("user token refused: user removed or tokens revoked");
+            return Ok(Principal::Anonymous);
+        }
+        Ok(Principal::User(UserScope {
+            org_id: claims.org_id,
+            user_id: claims.user_id,
+        }))
+    }
+}
+
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bearer_headers_carry_a_token() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+
+    #[test]
+    fn master_and_user_scopes_never_stand_in_for_each_other() {
+        let master = Principal::Master(MasterScope {
+            org_id: OrgId::generate(),
+            token_id: MasterTokenId::generate(),
+        });
+        let user = Principal::User(UserScope {
+            org_id: OrgId::generate(),
+            user_id: UserId::generate(),
+        });
+        assert!(matches!(master.user(), Err(Error::Forbidden(_))));
+        assert!(matches!(user.master(), Err(Error::Forbidden(_))));
+        assert!(matches!(
+            Principal::Anonymous.master(),
+            Err(Error::Unauthenticated)
+        ));
+        assert!(matches!(
+            Principal::Anonymous.check(Access::MasterOrUser),
+            Err(Error::Unauthenticated)
+        ));
+        assert!(
+            master.check(Access::MasterOrUser).is_ok() && user.check(Access::MasterOrUser).is_ok()
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! Runtime configuration. Values arrive as text (flags or `LATCHKEY_*` variables, read
+//! by the CLI) and are validated here; an invalid value names its variable.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use secrecy::SecretString;
+
+/// Raw values as given by flags or environment variables.
+#[derive(Default)]
+pub struct RawConfig {
+    pub bind: Option<String>,
+    pub data_dir: Option<String>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub encryption_key: Option<SecretString>,
+    pub jwt_secret: Option<SecretString>,
+    pub log: Option<String>,
+    pub introspection: Option<String>,
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "latchkey-data";
+pub const DEFAULT_LOG: &str = "info";
+
+/// Validated configuration. Secret values stay wrapped; `Debug` never shows them.
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    /// May hold a database password, so it is kept as a secret.
+    pub database_url: SecretString,
+    pub database_kind: DatabaseKind,
+    pub public_url: String,
+    pub encryption_key: Option<SecretString>,
+    pub jwt_secret: Option<SecretString>,
+    pub log: String,
+    pub introspection: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("database_kind", &self.database_kind)
+            .field("public_url", &self.public_url)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("log", &self.log)
+            .field("introspection", &self.introspection)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration value that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let bind_text = raw.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let bind: SocketAddr = bind_text.trim().parse().map_err(|_| {
+            invalid(
+                "LATCHKEY_BIND",
+                format!("{bind_text:?} is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+
+        let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("LATCHKEY_DATA_DIR", "must not be empty"));
+        }
+
+        let database_url = match raw.database_url.filter(|url| !url.trim().is_empty()) {
+            Some(url) => url.trim().to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("latchkey.db").display()
+            ),
+        };
+        let database_kind = if database_url.starts_with("sqlite:") {
+            DatabaseKind::Sqlite
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            DatabaseKind::Postgres
+        } else {
+            return Err(invalid(
+                "LATCHKEY_DATABASE_URL",
+                "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)",
+            ));
+        };
+
+        let public_url = match raw.public_url {
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.len() <= "https://".len()
+                {
+                    return Err(invalid(
+                        "LATCHKEY_PUBLIC_URL",
+                        format!("{url:?} is not an http(s) URL"),
+                    ));
+                }
+                url
+            }
+            None => format!("http://{bind}"),
+        };
+
+        let log = raw.log.unwrap_or_else(|| DEFAULT_LOG.to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log).map_err(|err| {
+            invalid(
+                "LATCHKEY_LOG",
+                format!("{log:?} is not a log filter: {err}"),
+            )
+        })?;
+
+        let introspection = match raw.introspection.as_deref().map(str::trim) {
+            None | Some("true" | "1" | "on" | "yes") => true,
+            Some("false" | "0" | "off" | "no") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "LATCHKEY_INTROSPECTION",
+                    format!("{other:?} is not true or false"),
+                ));
+            }
+        };
+
+        Ok(Config {
+            bind,
+            data_dir,
+            database_url: database_url.into(),
+            database_kind,
+            public_url,
+            encryption_key: raw.encryption_key,
+            jwt_secret: raw.jwt_secret,
+            log,
+            introspection,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_locally_on_sqlite_in_the_data_dir() {
+        let config = Config::from_raw(RawConfig::default()).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_kind, DatabaseKind::Sqlite);
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert!(config.introspection);
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        let cases: Vec<(RawConfig, &str)> = vec![
+            (
+                RawConfig {
+                    bind: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "LATCHKEY_BIND",
+            ),
+            (
+                RawConfig {
+                    database_url: Some("mysql://x".into()),
+                    ..Default::default()
+                },
+                "LATCHKEY_DATABASE_URL",
+            ),
+            (
+                RawConfig {
+                    public_url: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+                "LATCHKEY_PUBLIC_URL",
+            ),
+            (
+                RawConfig {
+                    log: Some("[[[".into()),
+                    ..Default::default()
+                },
+                "LATCHKEY_LOG",
+            ),
+            (
+                RawConfig {
+                    introspection: Some("maybe".into()),
+                    ..Default::default()
+                },
+                "LATCHKEY_INTROSPECTION",
+            ),
+        ];
+        for (raw, variable) in cases {
+            let err = Config::from_raw(raw).unwrap_err();
+            assert_eq!(err.variable, variable);
+            assert!(err.to_string().contains(variable));
+        }
+    }
+
+    #[test]
+    fn a_bad_database_url_is_not_echoed() {
+        let raw = RawConfig {
+            database_url: Some("mysql://root:hunter2@db".into()),
+            ..Default::default()
+        };
+        let err = Config::from_raw(raw).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+}

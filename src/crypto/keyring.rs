@@ -1,0 +1,232 @@
+//! Encryption keys. A keyring holds one active key (sealing) and any number of retired
+//! keys (opening only). Keys are 32 random bytes, written as base64; a key's id and its
+//! fingerprint are derived from it with HMAC, so the database can recognise a key
+//! without ever holding it.
+
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox};
+use sha2::Sha256;
+
+pub const KEY_LEN: usize = 32;
+
+pub struct EncryptionKey {
+    id: String,
+    fingerprint: String,
+    bytes: SecretBox<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptionKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyringError {
+    #[error("no encryption key was given")]
+    Empty,
+    #[error("key {position} is not valid base64")]
+    NotBase64 { position: usize },
+    #[error(
+        "key {position} is {len} bytes long; a key is exactly {KEY_LEN} random bytes (e.g. `openssl rand -base64 32`)"
+    )]
+    WrongLength { position: usize, len: usize },
+    #[error(
+        "key {position} is a well-known or low-entropy sample value; generate a random one (e.g. `openssl rand -base64 32`)"
+    )]
+    Weak { position: usize },
+    #[error("key {position} is listed twice")]
+    Duplicate { position: usize },
+}
+
+fn hmac(key: &[u8], label: &[u8]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
+impl EncryptionKey {
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        let fingerprint = super::hex(&hmac(&bytes, b"latchkey/key-fingerprint/v1"));
+        let id = fingerprint[..16].to_owned();
+        Self {
+            id,
+            fingerprint,
+            bytes: SecretBox::new(Box::new(bytes)),
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self::from_bytes(super::random_bytes())
+    }
+
+    /// A short, stable id, stored beside each ciphertext.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A one-way fingerprint the database stores to recognise this key.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        self.bytes.expose_secret()
+    }
+
+    /// The base64 text form, for writing a generated key to its file.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.expose())
+    }
+
+    /// Sample keys (all zeros, a repeated byte, a counting sequence, ASCII digits) have
+    /// few distinct bytes; 32 random bytes essentially never have fewer than 16.
+    fn looks_weak(bytes: &[u8; KEY_LEN]) -> bool {
+        let mut seen = [false; 256];
+        bytes.iter().for_each(|b| seen[*b as usize] = true);
+        let distinct = seen.iter().filter(|s| **s).count();
+        let ascending = bytes.windows(2).all(|w| w[1] == w[0].wrapping_add(1));
+        distinct < 16 || ascending
+    }
+}
+
+pub struct Keyring {
+    keys: Vec<EncryptionKey>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|key| key.id()))
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Parses keys separated by commas or newlines; the first is the active key.
+    pub fn parse(text: &str) -> Result<Self, KeyringError> {
+        let mut keys: Vec<EncryptionKey> = Vec::new();
+        for (index, entry) in text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let position = index + 1;
+            let decoded = STANDARD
+                .decode(entry)
+                .map_err(|_| KeyringError::NotBase64 { position })?;
+            let bytes: [u8; KEY_LEN] =
+                decoded
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KeyringError::WrongLength {
+                        position,
+                        len: decoded.len(),
+                    })?;
+            if EncryptionKey::looks_weak(&bytes) {
+                return Err(KeyringError::Weak { position });
+            }
+            let key = EncryptionKey::from_bytes(bytes);
+            if keys.iter().any(|k| k.id() == key.id()) {
+                return Err(KeyringError::Duplicate { position });
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn from_keys(keys: Vec<EncryptionKey>) -> Result<Self, KeyringError> {
+        if keys.is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn active(&self) -> &EncryptionKey {
+        &self.keys[0]
+    }
+
+    pub fn get(&self, id: &str) -> Option<&EncryptionKey> {
+        self.keys.iter().find(|key| key.id() == id)
+    }
+
+    pub fn keys(&self) -> &[EncryptionKey] {
+        &self.keys
+    }
+
+    /// The text form (one base64 key a line, active first), for the generated key file.
+    pub fn to_text(&self) -> String {
+        self.keys.iter().map(|key| key.to_base64() + "\n").collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_round_trips_through_its_text_form() {
+        let ring =
+            Keyring::from_keys(vec![EncryptionKey::generate(), EncryptionKey::generate()]).unwrap();
+        let parsed = Keyring::parse(&ring.to_text()).unwrap();
+        assert_eq!(parsed.active().id(), ring.active().id());
+        assert_eq!(parsed.keys().len(), 2);
+        assert_eq!(parsed.active().expose(), ring.active().expose());
+    }
+
+    #[test]
+    fn keys_of_the_wrong_length_or_encoding_are_refused() {
+        assert_eq!(Keyring::parse("").unwrap_err(), KeyringError::Empty);
+        assert_eq!(
+            Keyring::parse("not base64!").unwrap_err(),
+            KeyringError::NotBase64 { position: 1 }
+        );
+        let short = STANDARD.encode([7u8; 16]);
+        assert_eq!(
+            Keyring::parse(&short).unwrap_err(),
+            KeyringError::WrongLength {
+                position: 1,
+                len: 16
+            }
+        );
+    }
+
+    #[test]
+    fn well_known_sample_keys_are_refused() {
+        let counting: Vec<u8> = (0u8..32).collect();
+        for sample in [
+            vec![0u8; 32],
+            vec![0x41; 32],
+            counting,
+            b"01234567890123456789012345678901".to_vec(),
+        ] {
+            let text = STANDARD.encode(&sample);
+            assert_eq!(
+                Keyring::parse(&text).unwrap_err(),
+                KeyringError::Weak { position: 1 },
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_shows_ids_never_key_bytes() {
+        let key = EncryptionKey::generate();
+        let printed = format!(
+            "{key:?} {:?}",
+            Keyring::from_keys(vec![EncryptionKey::generate()]).unwrap()
+        );
+        assert!(!printed.contains(&key.to_base64()));
+        assert!(printed.contains(key.id()));
+    }
+}

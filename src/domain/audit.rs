@@ -1,0 +1,65 @@
+//! The audit trail: who did what to which object, and when. Events hold ids and action
+//! names only, never a secret.
+
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use uuid::Uuid;
+
+use crate::{
+    auth::{MasterScope, UserScope},
+    error::Result,
+    ids::OrgId,
+};
+
+/// Who acted.
+#[derive(Clone, Copy, Debug)]
+pub enum Actor {
+    Master(Uuid),
+    User(Uuid),
+    /// The operator, through the command line.
+    System,
+}
+
+impl Actor {
+    fn parts(self) -> (&'static str, Option<Uuid>) {
+        match self {
+            Actor::Master(id) => ("master", Some(id)),
+            Actor::User(id) => ("user", Some(id)),
+            Actor::System => ("system", None),
+        }
+    }
+}
+
+impl From<&MasterScope> for Actor {
+    fn from(scope: &MasterScope) -> Self {
+        Actor::Master(scope.token_id().0)
+    }
+}
+
+impl From<&UserScope> for Actor {
+    fn from(scope: &UserScope) -> Self {
+        Actor::User(scope.user_id().0)
+    }
+}
+
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    org_id: OrgId,
+    actor: Actor,
+    action: &str,
+    target: Option<Uuid>,
+) -> Result<()> {
+    let (actor_kind, actor_id) = actor.parts();
+    entity::audit_event::Entity::insert(entity::audit_event::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        org_id: Set(org_id.0),
+        actor_kind: Set(actor_kind.to_owned()),
+        actor_id: Set(actor_id),
+        action: Set(action.to_owned()),
+        target_id: Set(target),
+        occurred_at: Set(Utc::now()),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}

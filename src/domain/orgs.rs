@@ -1,0 +1,65 @@
+//! Organizations (tenants). Created by the operator through the command line.
+
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder};
+
+use super::{conflict_on_unique, required_text};
+use crate::{
+    error::{Error, Result},
+    ids::OrgId,
+};
+use entity::organization;
+
+#[derive(Clone, Debug)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub full_reads_enabled: bool,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+impl From<organization::Model> for Organization {
+    fn from(row: organization::Model) -> Self {
+        Self {
+            id: OrgId(row.id),
+            name: row.name,
+            full_reads_enabled: row.full_reads_enabled,
+            created_at: row.created_at,
+        }
+    }
+}
+
+pub async fn create(conn: &impl ConnectionTrait, name: &str) -> Result<Organization> {
+    let name = required_text("name", name, 200)?;
+    let row = organization::ActiveModel {
+        id: Set(OrgId::generate().0),
+        name: Set(name.clone()),
+        full_reads_enabled: Set(false),
+        created_at: Set(Utc::now()),
+    };
+    let row = organization::Entity::insert(row)
+        .exec_with_returning(conn)
+        .await
+        .map_err(|err| {
+            conflict_on_unique(err, || {
+                format!("an organization named {name:?} already exists")
+            })
+        })?;
+    Ok(row.into())
+}
+
+pub async fn get(conn: &impl ConnectionTrait, id: OrgId) -> Result<Organization> {
+    organization::Entity::find_by_id(id.0)
+        .one(conn)
+        .await?
+        .map(Into::into)
+        .ok_or(Error::NotFound("organization"))
+}
+
+pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<Organization>> {
+    let rows = organization::Entity::find()
+        .order_by_asc(organization::Column::Id)
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}

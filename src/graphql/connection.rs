@@ -1,0 +1,61 @@
+//! Relay connections with the contract's type names (`UserConnection`,
+//! `UserConnectionEdge`, ...), built from a domain [`Page`].
+
+use async_graphql::{
+    OutputType,
+    connection::{
+        Connection, ConnectionNameType, DisableNodesField, Edge, EdgeNameType, EmptyFields,
+    },
+};
+use uuid::Uuid;
+
+use crate::domain::pagination::{Page, encode_cursor};
+
+/// Names a connection type and its edge type.
+macro_rules! connection_names {
+    ($connection:ident, $edge:ident, $connection_name:literal, $edge_name:literal) => {
+        pub struct $connection;
+        impl ConnectionNameType for $connection {
+            fn type_name<T: OutputType>() -> String {
+                $connection_name.to_owned()
+            }
+        }
+        pub struct $edge;
+        impl EdgeNameType for $edge {
+            fn type_name<T: OutputType>() -> String {
+                $edge_name.to_owned()
+            }
+        }
+    };
+}
+
+connection_names!(
+    UserConnectionName,
+    UserEdgeName,
+    "UserConnection",
+    "UserConnectionEdge"
+);
+
+/// A connection with the contract's names and no `nodes` shortcut field.
+pub type NamedConnection<Node, Name, EdgeName, Fields = EmptyFields> =
+    Connection<String, Node, Fields, EmptyFields, Name, EdgeName, DisableNodesField>;
+
+/// Turns a page of domain values into a connection whose cursors encode each node's id.
+pub fn from_page<T, Node, Name, EdgeName>(
+    page: Page<T>,
+    id_of: impl Fn(&T) -> Uuid,
+    to_node: impl Fn(T) -> Node,
+) -> NamedConnection<Node, Name, EdgeName>
+where
+    Node: OutputType,
+    Name: ConnectionNameType,
+    EdgeName: EdgeNameType,
+{
+    let mut connection = Connection::new(page.has_previous_page, page.has_next_page);
+    connection.edges = page
+        .items
+        .into_iter()
+        .map(|item| Edge::new(encode_cursor(id_of(&item)), to_node(item)))
+        .collect();
+    connection
+}

@@ -1,0 +1,118 @@
+//! The GraphQL API: one module per area, each with its own query and mutation objects,
+//! merged here. Resolvers are thin: parse input, call [`crate::domain`], map the result.
+
+pub mod connection;
+pub mod guard;
+pub mod scalars;
+pub mod users;
+pub mod viewer;
+
+use async_graphql::{
+    Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema,
+    SchemaBuilder,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    auth::{Principal, UserTokens},
+    domain::pagination::PageRequest,
+    error::Error,
+};
+
+#[derive(MergedObject, Default)]
+pub struct Query(users::UsersQuery, viewer::ViewerQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(users::UsersMutation);
+
+pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// What every resolver may use, shared by all requests.
+#[derive(Clone)]
+pub struct Services {
+    pub db: DatabaseConnection,
+    user_tokens: UserTokens,
+}
+
+impl Services {
+    pub fn new(db: DatabaseConnection, user_tokens: UserTokens) -> Self {
+        Self { db, user_tokens }
+    }
+
+    pub fn user_tokens(&self) -> &UserTokens {
+        &self.user_tokens
+    }
+}
+
+/// Bounds that refuse a hostile query before any resolver runs.
+pub struct Limits {
+    pub depth: usize,
+    pub complexity: usize,
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // The standard introspection query (GraphiQL's) is 13 levels deep.
+        Self {
+            depth: 16,
+            complexity: 2_000,
+            introspection: true,
+        }
+    }
+}
+
+fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+}
+
+pub fn build_schema(services: Services, limits: &Limits) -> LatchkeySchema {
+    let mut builder = builder()
+        .data(services)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity);
+    if !limits.introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The schema as SDL, sorted, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}
+
+impl From<Error> for async_graphql::Error {
+    fn from(err: Error) -> Self {
+        let code = err.code().as_str();
+        async_graphql::Error::new(err.public_message())
+            .extend_with(|_, extensions| extensions.set("code", code))
+    }
+}
+
+/// The caller of this request (set by the HTTP layer on every request).
+pub fn principal<'a>(ctx: &Context<'a>) -> &'a Principal {
+    ctx.data_unchecked::<Principal>()
+}
+
+pub fn services<'a>(ctx: &Context<'a>) -> &'a Services {
+    ctx.data_unchecked::<Services>()
+}
+
+pub fn db<'a>(ctx: &Context<'a>) -> &'a DatabaseConnection {
+    &services(ctx).db
+}
+
+pub fn page_request(
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+) -> Result<PageRequest, Error> {
+    PageRequest::new(first, after.as_deref(), last, before.as_deref())
+}

@@ -1,0 +1,21 @@
+//! latchkey: a self-hosted GraphQL service that holds end users' third-party
+//! authentications for SaaS partners and binds them to solution instances.
+//!
+//! Layers, outermost first: [`http`] (router, limits, GraphiQL, health) hosts
+//! [`graphql`]; both resolve the caller with [`auth`] and call the use cases in
+//! [`domain`], which speak SeaORM to the tables in the `entity` crate.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod ids;
+
+pub use app::App;
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,305 @@
+//! The `latchkey` command: serve (the default), migrate, and operator tasks.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use latchkey::{
+    App, Config,
+    auth::master_tokens,
+    config::RawConfig,
+    db,
+    domain::{audit, installation::DEFAULT_ORG_NAME, orgs},
+    ids::{MasterTokenId, OrgId},
+};
+use sea_orm::DatabaseConnection;
+use secrecy::{ExposeSecret, SecretString};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Holds end users' third-party authentications for embedded integrations"
+)]
+struct Cli {
+    #[command(flatten)]
+    options: Options,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Every option also reads its `LATCHKEY_*` variable; a flag wins over the variable.
+#[derive(Args)]
+struct Options {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "LATCHKEY_BIND", global = true)]
+    bind: Option<String>,
+    /// Directory for the embedded database and generated keys [default: ./latchkey-data]
+    #[arg(long, env = "LATCHKEY_DATA_DIR", global = true)]
+    data_dir: Option<String>,
+    /// sqlite: or postgres:// URL [default: SQLite file in the data dir]
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Public base URL of this service [default: http://<bind>]
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
+    public_url: Option<String>,
+    /// Encryption keys, base64, comma-separated, active key first [default: generated in the data dir]
+    #[arg(
+        long,
+        env = "LATCHKEY_ENCRYPTION_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    encryption_key: Option<String>,
+    /// Secret that signs user tokens, at least 32 bytes [default: generated in the data dir]
+    #[arg(
+        long,
+        env = "LATCHKEY_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+    /// Log filter, e.g. `info` or `latchkey=debug` [default: info]
+    #[arg(long, env = "LATCHKEY_LOG", global = true)]
+    log: Option<String>,
+    /// Allow GraphQL introspection and field suggestions (true/false) [default: true]
+    #[arg(long, env = "LATCHKEY_INTROSPECTION", global = true)]
+    introspection: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default)
+    Serve,
+    /// Apply database migrations and exit
+    Migrate,
+    /// Manage organizations
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage master tokens
+    #[command(subcommand, name = "master-token")]
+    MasterToken(MasterTokenCommand),
+    /// Print the GraphQL schema (SDL)
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization and print its first master token
+    Create { name: String },
+    /// List organizations
+    List,
+}
+
+#[derive(Subcommand)]
+enum MasterTokenCommand {
+    /// Mint a new master token (printed once)
+    Create {
+        /// Organization id or name
+        #[arg(long, default_value = DEFAULT_ORG_NAME)]
+        org: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// List master tokens (never their secrets)
+    List {
+        /// Organization id or name
+        #[arg(long, default_value = DEFAULT_ORG_NAME)]
+        org: String,
+    },
+    /// Revoke a master token by id
+    Revoke { id: String },
+}
+
+impl Options {
+    fn into_config(self) -> Result<Config, latchkey::config::ConfigError> {
+        Config::from_raw(RawConfig {
+            bind: self.bind,
+            data_dir: self.data_dir,
+            database_url: self.database_url,
+            public_url: self.public_url,
+            encryption_key: self.encryption_key.map(SecretString::from),
+            jwt_secret: self.jwt_secret.map(SecretString::from),
+            log: self.log,
+            introspection: self.introspection,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.options.into_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("latchkey: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("latchkey: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("latchkey: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Schema => {
+            print!("{}", latchkey::graphql::sdl());
+            Ok(())
+        }
+        Command::Migrate => {
+            operator_db(&config).await?;
+            eprintln!("latchkey: the database is up to date");
+            Ok(())
+        }
+        Command::Org(command) => org(command, &operator_db(&config).await?).await,
+        Command::MasterToken(command) => master_token(command, &operator_db(&config).await?).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(&config).await?;
+    if let Some(bootstrap) = &app.bootstrap {
+        print_new_token(
+            &format!("created the default organization {:?}", bootstrap.org.name),
+            &bootstrap.master_token,
+            &config,
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (LATCHKEY_BIND)", config.bind))?;
+    tracing::info!(address = %config.bind, database = ?config.database_kind, "latchkey is serving; GraphiQL at {}/graphql", config.public_url);
+    app.serve(listener, latchkey::app::shutdown_signal()).await
+}
+
+/// Shows a master token once, on standard error, with a hint on how to use it.
+fn print_new_token(what: &str, token: &SecretString, config: &Config) {
+    eprintln!(
+        "\nlatchkey: {what}. Its master token, shown only this once:\n\n    {}\n\n\
+         Send it as `Authorization: Bearer <token>` to {}/graphql (e.g. with the README's curl quickstart).\n",
+        token.expose_secret(),
+        config.public_url
+    );
+}
+
+async fn operator_db(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let db = db::connect(&config.database_url, config.database_kind).await?;
+    db::migrate(&db).await?;
+    Ok(db)
+}
+
+async fn find_org(db: &DatabaseConnection, id_or_name: &str) -> anyhow::Result<orgs::Organization> {
+    let all = orgs::list(db).await?;
+    let wanted = OrgId::parse(id_or_name).ok();
+    all.into_iter()
+        .find(|org| Some(org.id) == wanted || org.name == id_or_name)
+        .with_context(|| format!("no organization {id_or_name:?}"))
+}
+
+async fn org(command: OrgCommand, db: &DatabaseConnection) -> anyhow::Result<()> {
+    match command {
+        OrgCommand::Create { name } => {
+            let org = orgs::create(db, &name).await?;
+            let (token, secret) = master_tokens::create(db, org.id, "initial").await?;
+            audit::record(
+                db,
+                org.id,
+                audit::Actor::System,
+                "master_token.created",
+                Some(token.id.0),
+            )
+            .await?;
+            println!("{}\t{}", org.id, org.name);
+            eprintln!(
+                "latchkey: organization {:?} created. Its master token, shown only this once:\n\n    {}\n",
+                org.name,
+                secret.expose_secret()
+            );
+        }
+        OrgCommand::List => {
+            for org in orgs::list(db).await? {
+                println!(
+                    "{}\t{}\tfull reads {}",
+                    org.id,
+                    org.name,
+                    if org.full_reads_enabled { "on" } else { "off" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> anyhow::Result<()> {
+    match command {
+        MasterTokenCommand::Create { org, label } => {
+            let org = find_org(db, &org).await?;
+            let (token, secret) = master_tokens::create(db, org.id, &label).await?;
+            audit::record(
+                db,
+                org.id,
+                audit::Actor::System,
+                "master_token.created",
+                Some(token.id.0),
+            )
+            .await?;
+            println!("{}", token.id);
+            eprintln!(
+                "latchkey: master token {} created for {:?}, shown only this once:\n\n    {}\n",
+                token.id,
+                org.name,
+                secret.expose_secret()
+            );
+        }
+        MasterTokenCommand::List { org } => {
+            let org = find_org(db, &org).await?;
+            for token in master_tokens::list(db, org.id).await? {
+                let state = token.revoked_at.map_or("active".to_owned(), |at| {
+                    format!("revoked {}", at.to_rfc3339())
+                });
+                println!(
+                    "{}\t{}\tcreated {}\t{}",
+                    token.id,
+                    token.label,
+                    token.created_at.to_rfc3339(),
+                    state
+                );
+            }
+        }
+        MasterTokenCommand::Revoke { id } => {
+            let token = master_tokens::revoke(db, MasterTokenId::parse(&id)?).await?;
+            audit::record(
+                db,
+                token.org_id,
+                audit::Actor::System,
+                "master_token.revoked",
+                Some(token.id.0),
+            )
+            .await?;
+            eprintln!("latchkey: master token {} revoked", token.id);
+        }
+    }
+    Ok(())
+}
