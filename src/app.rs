@@ -50,22 +50,13 @@ impl App {
         let keyring = load_keyring(config)?;
         installation::verify_keyring(&db, &keyring).await?;
         let jwt_secret = load_jwt_secret(config)?;
-        let user_tokens = UserTokens::new(&jwt_secret, &config.public_url)
-            .context("invalid LATCHKEY_JWT_SECRET")?;
+        let user_tokens = UserTokens::new(&jwt_secret, &config.public_url).context("invalid LATCHKEY_JWT_SECRET")?;
 
-        let bootstrap = installation::bootstrap(&db)
-            .await
-            .map_err(|err| anyhow::anyhow!("first-start setup failed: {err:?}"))?;
-        let limits = Limits {
-            introspection: config.introspection,
-            ..Limits::default()
-        };
+        let bootstrap =
+            installation::bootstrap(&db).await.map_err(|err| anyhow::anyhow!("first-start setup failed: {err:?}"))?;
+        let limits = Limits { introspection: config.introspection, ..Limits::default() };
         let state = state(db, user_tokens, &limits);
-        Ok(Self {
-            state,
-            keyring,
-            bootstrap,
-        })
+        Ok(Self { state, keyring, bootstrap })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -106,11 +97,7 @@ impl App {
 fn state(db: DatabaseConnection, user_tokens: UserTokens, limits: &Limits) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens), limits);
-    AppState {
-        schema,
-        authenticator,
-        db,
-    }
+    AppState { schema, authenticator, db }
 }
 
 /// SIGTERM or Ctrl-C.
@@ -138,12 +125,7 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .with_context(|| {
-                format!(
-                    "cannot create the data dir {} (LATCHKEY_DATA_DIR)",
-                    dir.display()
-                )
-            })?;
+            .with_context(|| format!("cannot create the data dir {} (LATCHKEY_DATA_DIR)", dir.display()))?;
     }
     Ok(())
 }

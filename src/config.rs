@@ -49,14 +49,8 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_kind", &self.database_kind)
             .field("public_url", &self.public_url)
-            .field(
-                "encryption_key",
-                &self.encryption_key.as_ref().map(|_| "[redacted]"),
-            )
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
-            )
+            .field("encryption_key", &self.encryption_key.as_ref().map(|_| "[redacted]"))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("log", &self.log)
             .field("introspection", &self.introspection)
             .finish_non_exhaustive()
@@ -72,21 +66,16 @@ pub struct ConfigError {
 }
 
 fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        reason: reason.into(),
-    }
+    ConfigError { variable, reason: reason.into() }
 }
 
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let bind_text = raw.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
-        let bind: SocketAddr = bind_text.trim().parse().map_err(|_| {
-            invalid(
-                "LATCHKEY_BIND",
-                format!("{bind_text:?} is not an address like 127.0.0.1:8080"),
-            )
-        })?;
+        let bind: SocketAddr = bind_text
+            .trim()
+            .parse()
+            .map_err(|_| invalid("LATCHKEY_BIND", format!("{bind_text:?} is not an address like 127.0.0.1:8080")))?;
 
         let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()));
         if data_dir.as_os_str().is_empty() {
@@ -95,16 +84,11 @@ impl Config {
 
         let database_url = match raw.database_url.filter(|url| !url.trim().is_empty()) {
             Some(url) => url.trim().to_owned(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.join("latchkey.db").display()
-            ),
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("latchkey.db").display()),
         };
         let database_kind = if database_url.starts_with("sqlite:") {
             DatabaseKind::Sqlite
-        } else if database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://")
-        {
+        } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             DatabaseKind::Postgres
         } else {
             return Err(invalid(
@@ -116,13 +100,8 @@ impl Config {
         let public_url = match raw.public_url {
             Some(url) => {
                 let url = url.trim().trim_end_matches('/').to_owned();
-                if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || url.len() <= "https://".len()
-                {
-                    return Err(invalid(
-                        "LATCHKEY_PUBLIC_URL",
-                        format!("{url:?} is not an http(s) URL"),
-                    ));
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+                    return Err(invalid("LATCHKEY_PUBLIC_URL", format!("{url:?} is not an http(s) URL")));
                 }
                 url
             }
@@ -130,21 +109,14 @@ impl Config {
         };
 
         let log = raw.log.unwrap_or_else(|| DEFAULT_LOG.to_owned());
-        tracing_subscriber::EnvFilter::try_new(&log).map_err(|err| {
-            invalid(
-                "LATCHKEY_LOG",
-                format!("{log:?} is not a log filter: {err}"),
-            )
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .map_err(|err| invalid("LATCHKEY_LOG", format!("{log:?} is not a log filter: {err}")))?;
 
         let introspection = match raw.introspection.as_deref().map(str::trim) {
             None | Some("true" | "1" | "on" | "yes") => true,
             Some("false" | "0" | "off" | "no") => false,
             Some(other) => {
-                return Err(invalid(
-                    "LATCHKEY_INTROSPECTION",
-                    format!("{other:?} is not true or false"),
-                ));
+                return Err(invalid("LATCHKEY_INTROSPECTION", format!("{other:?} is not true or false")));
             }
         };
 
@@ -178,41 +150,11 @@ mod tests {
     #[test]
     fn invalid_values_name_their_variable() {
         let cases: Vec<(RawConfig, &str)> = vec![
-            (
-                RawConfig {
-                    bind: Some("nowhere".into()),
-                    ..Default::default()
-                },
-                "LATCHKEY_BIND",
-            ),
-            (
-                RawConfig {
-                    database_url: Some("mysql://x".into()),
-                    ..Default::default()
-                },
-                "LATCHKEY_DATABASE_URL",
-            ),
-            (
-                RawConfig {
-                    public_url: Some("ftp://x".into()),
-                    ..Default::default()
-                },
-                "LATCHKEY_PUBLIC_URL",
-            ),
-            (
-                RawConfig {
-                    log: Some("[[[".into()),
-                    ..Default::default()
-                },
-                "LATCHKEY_LOG",
-            ),
-            (
-                RawConfig {
-                    introspection: Some("maybe".into()),
-                    ..Default::default()
-                },
-                "LATCHKEY_INTROSPECTION",
-            ),
+            (RawConfig { bind: Some("nowhere".into()), ..Default::default() }, "LATCHKEY_BIND"),
+            (RawConfig { database_url: Some("mysql://x".into()), ..Default::default() }, "LATCHKEY_DATABASE_URL"),
+            (RawConfig { public_url: Some("ftp://x".into()), ..Default::default() }, "LATCHKEY_PUBLIC_URL"),
+            (RawConfig { log: Some("[[[".into()), ..Default::default() }, "LATCHKEY_LOG"),
+            (RawConfig { introspection: Some("maybe".into()), ..Default::default() }, "LATCHKEY_INTROSPECTION"),
         ];
         for (raw, variable) in cases {
             let err = Config::from_raw(raw).unwrap_err();
@@ -223,10 +165,7 @@ mod tests {
 
     #[test]
     fn a_bad_database_url_is_not_echoed() {
-        let raw = RawConfig {
-            database_url: Some("mysql://root:hunter2@db".into()),
-            ..Default::default()
-        };
+        let raw = RawConfig { database_url: Some("mysql://root:hunter2@db".into()), ..Default::default() };
         let err = Config::from_raw(raw).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
     }

@@ -24,28 +24,22 @@ pub async fn connect(url: &SecretString, kind: DatabaseKind) -> anyhow::Result<D
         .sqlx_logging(false);
     match kind {
         DatabaseKind::Sqlite => {
-            options
-                .max_connections(8)
-                .min_connections(1)
-                .map_sqlx_sqlite_opts(|opts| {
-                    opts.journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                        .foreign_keys(true)
-                        .create_if_missing(true)
-                });
+            options.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
         }
         DatabaseKind::Postgres => {
             options.max_connections(16).min_connections(1);
         }
     }
     // The URL may hold a password: report the failure without it.
-    Database::connect(options).await.map_err(|err| {
-        anyhow::anyhow!(
-            "cannot connect to the database: {}",
-            redact(&err.to_string(), url)
-        )
-    })
+    Database::connect(options)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot connect to the database: {}", redact(&err.to_string(), url)))
 }
 
 fn redact(message: &str, url: &SecretString) -> String {
@@ -53,7 +47,5 @@ fn redact(message: &str, url: &SecretString) -> String {
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
-        .await
-        .map_err(|err| anyhow::anyhow!("database migration failed: {err}"))
+    Migrator::up(db, None).await.map_err(|err| anyhow::anyhow!("database migration failed: {err}"))
 }

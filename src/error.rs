@@ -110,9 +110,7 @@ mod tests {
 
     #[test]
     fn internal_errors_never_show_their_cause() {
-        let err = Error::internal(anyhow::anyhow!(
-            "UNIQUE constraint failed: master_tokens.token_hash"
-        ));
+        let err = Error::internal(anyhow::anyhow!("UNIQUE constraint failed: master_tokens.token_hash"));
         assert_eq!(err.code(), Code::Internal);
         assert_eq!(err.public_message(), "internal error");
     }

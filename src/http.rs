@@ -79,11 +79,7 @@ pub fn router(state: AppState) -> Router {
 
 /// A transport-level GraphQL error body, for failures before execution.
 fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"errors": [{"message": message, "extensions": {"code": code}}]})),
-    )
-        .into_response()
+    (status, Json(json!({"errors": [{"message": message, "extensions": {"code": code}}]}))).into_response()
 }
 
 /// Refusal of a request body that is not a GraphQL request.
@@ -98,45 +94,24 @@ impl From<async_graphql::ParseRequestError> for BadGraphqlRequest {
 impl IntoResponse for BadGraphqlRequest {
     fn into_response(self) -> Response {
         match self.0 {
-            async_graphql::ParseRequestError::PayloadTooLarge => graphql_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                "request body too large",
-            ),
-            err => graphql_error(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                &format!("invalid GraphQL request: {err}"),
-            ),
+            async_graphql::ParseRequestError::PayloadTooLarge => {
+                graphql_error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body too large")
+            }
+            err => graphql_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("invalid GraphQL request: {err}")),
         }
     }
 }
 
-async fn principal_of(
-    authenticator: &Authenticator,
-    headers: &HeaderMap,
-) -> Result<Principal, Response> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    authenticator
-        .authenticate(authorization)
-        .await
-        .map_err(|err| {
-            let status = if err.code() == Code::Internal {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::UNAUTHORIZED
-            };
-            graphql_error(status, err.code().as_str(), &err.public_message())
-        })
+async fn principal_of(authenticator: &Authenticator, headers: &HeaderMap) -> Result<Principal, Response> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    authenticator.authenticate(authorization).await.map_err(|err| {
+        let status =
+            if err.code() == Code::Internal { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::UNAUTHORIZED };
+        graphql_error(status, err.code().as_str(), &err.public_message())
+    })
 }
 
-async fn execute(
-    state: &AppState,
-    headers: &HeaderMap,
-    request: async_graphql::Request,
-) -> Response {
+async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     let principal = match principal_of(&state.authenticator, headers).await {
         Ok(principal) => principal,
         Err(response) => return response,
@@ -146,11 +121,7 @@ async fn execute(
         operation = request.operation_name.as_deref().unwrap_or("-"),
         principal = principal.kind()
     );
-    let mut response = state
-        .schema
-        .execute(request.data(principal))
-        .instrument(span)
-        .await;
+    let mut response = state.schema.execute(request.data(principal)).instrument(span).await;
     response.errors.iter_mut().for_each(add_default_code);
     GraphQLResponse::from(response).into_response()
 }
@@ -158,18 +129,10 @@ async fn execute(
 /// Errors raised by async-graphql itself (syntax, validation, input coercion) get a code
 /// too, so every error a client sees carries `extensions.code`.
 fn add_default_code(error: &mut ServerError) {
-    let has_code = error
-        .extensions
-        .as_ref()
-        .is_some_and(|ext| ext.get("code").is_some());
+    let has_code = error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
     if !has_code {
-        let code = if error.path.is_empty() {
-            "GRAPHQL_VALIDATION_FAILED"
-        } else {
-            Code::BadUserInput.as_str()
-        };
-        let extended = async_graphql::Error::new(error.message.clone())
-            .extend_with(|_, ext| ext.set("code", code));
+        let code = if error.path.is_empty() { "GRAPHQL_VALIDATION_FAILED" } else { Code::BadUserInput.as_str() };
+        let extended = async_graphql::Error::new(error.message.clone()).extend_with(|_, ext| ext.set("code", code));
         error.extensions = extended.extensions;
     }
 }
@@ -183,11 +146,7 @@ async fn graphql_post(
 }
 
 /// GET serves GraphiQL to a browser and runs queries (never mutations) from the query string.
-async fn graphql_get(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: Request,
-) -> Response {
+async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
     let query_string = request.uri().query().unwrap_or_default();
     let wants_html = headers
         .get(header::ACCEPT)
@@ -195,33 +154,18 @@ async fn graphql_get(
         .is_some_and(|accept| accept.contains("text/html"));
     if !query_string.contains("query=") {
         if wants_html {
-            return Html(
-                GraphiQLSource::build()
-                    .endpoint("/graphql")
-                    .title("latchkey")
-                    .finish(),
-            )
-            .into_response();
+            return Html(GraphiQLSource::build().endpoint("/graphql").title("latchkey").finish()).into_response();
         }
-        return graphql_error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "a GET request needs a `query` parameter",
-        );
+        return graphql_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "a GET request needs a `query` parameter");
     }
     let graphql_request = match async_graphql::http::parse_query_string(query_string) {
         Ok(request) => request,
         Err(err) => return BadGraphqlRequest(err).into_response(),
     };
     if is_mutation(&graphql_request) {
-        let mut response = graphql_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "mutations must be sent with POST",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        let mut response =
+            graphql_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
     execute(&state, &headers, graphql_request).await
@@ -237,9 +181,7 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     match document.operations {
         DocumentOperations::Single(operation) => is_mutation(operation.node.ty),
         DocumentOperations::Multiple(operations) => match &request.operation_name {
-            Some(name) => operations
-                .get(name.as_str())
-                .is_some_and(|op| is_mutation(op.node.ty)),
+            Some(name) => operations.get(name.as_str()).is_some_and(|op| is_mutation(op.node.ty)),
             None => operations.values().any(|op| is_mutation(op.node.ty)),
         },
     }
@@ -254,11 +196,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(err) => {
             tracing::warn!(error = %Error::from(err), "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
         }
     }
 }

@@ -17,11 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "latchkey",
-    version,
-    about = "Holds end users' third-party authentications for embedded integrations"
-)]
+#[command(name = "latchkey", version, about = "Holds end users' third-party authentications for embedded integrations")]
 struct Cli {
     #[command(flatten)]
     options: Options,
@@ -39,31 +35,16 @@ struct Options {
     #[arg(long, env = "LATCHKEY_DATA_DIR", global = true)]
     data_dir: Option<String>,
     /// sqlite: or postgres:// URL [default: SQLite file in the data dir]
-    #[arg(
-        long,
-        env = "LATCHKEY_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
     /// Public base URL of this service [default: http://<bind>]
     #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
     public_url: Option<String>,
     /// Encryption keys, base64, comma-separated, active key first [default: generated in the data dir]
-    #[arg(
-        long,
-        env = "LATCHKEY_ENCRYPTION_KEY",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "LATCHKEY_ENCRYPTION_KEY", global = true, hide_env_values = true)]
     encryption_key: Option<String>,
     /// Secret that signs user tokens, at least 32 bytes [default: generated in the data dir]
-    #[arg(
-        long,
-        env = "LATCHKEY_JWT_SECRET",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "LATCHKEY_JWT_SECRET", global = true, hide_env_values = true)]
     jwt_secret: Option<String>,
     /// Log filter, e.g. `info` or `latchkey=debug` [default: info]
     #[arg(long, env = "LATCHKEY_LOG", global = true)]
@@ -141,10 +122,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(&config.log))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(EnvFilter::new(&config.log)).with_writer(std::io::stderr).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -223,14 +201,7 @@ async fn org(command: OrgCommand, db: &DatabaseConnection) -> anyhow::Result<()>
         OrgCommand::Create { name } => {
             let org = orgs::create(db, &name).await?;
             let (token, secret) = master_tokens::create(db, org.id, "initial").await?;
-            audit::record(
-                db,
-                org.id,
-                audit::Actor::System,
-                "master_token.created",
-                Some(token.id.0),
-            )
-            .await?;
+            audit::record(db, org.id, audit::Actor::System, "master_token.created", Some(token.id.0)).await?;
             println!("{}\t{}", org.id, org.name);
             eprintln!(
                 "latchkey: organization {:?} created. Its master token, shown only this once:\n\n    {}\n",
@@ -240,12 +211,7 @@ async fn org(command: OrgCommand, db: &DatabaseConnection) -> anyhow::Result<()>
         }
         OrgCommand::List => {
             for org in orgs::list(db).await? {
-                println!(
-                    "{}\t{}\tfull reads {}",
-                    org.id,
-                    org.name,
-                    if org.full_reads_enabled { "on" } else { "off" }
-                );
+                println!("{}\t{}\tfull reads {}", org.id, org.name, if org.full_reads_enabled { "on" } else { "off" });
             }
         }
     }
@@ -257,14 +223,7 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
         MasterTokenCommand::Create { org, label } => {
             let org = find_org(db, &org).await?;
             let (token, secret) = master_tokens::create(db, org.id, &label).await?;
-            audit::record(
-                db,
-                org.id,
-                audit::Actor::System,
-                "master_token.created",
-                Some(token.id.0),
-            )
-            .await?;
+            audit::record(db, org.id, audit::Actor::System, "master_token.created", Some(token.id.0)).await?;
             println!("{}", token.id);
             eprintln!(
                 "latchkey: master token {} created for {:?}, shown only this once:\n\n    {}\n",
@@ -276,28 +235,13 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
         MasterTokenCommand::List { org } => {
             let org = find_org(db, &org).await?;
             for token in master_tokens::list(db, org.id).await? {
-                let state = token.revoked_at.map_or("active".to_owned(), |at| {
-                    format!("revoked {}", at.to_rfc3339())
-                });
-                println!(
-                    "{}\t{}\tcreated {}\t{}",
-                    token.id,
-                    token.label,
-                    token.created_at.to_rfc3339(),
-                    state
-                );
+                let state = token.revoked_at.map_or("active".to_owned(), |at| format!("revoked {}", at.to_rfc3339()));
+                println!("{}\t{}\tcreated {}\t{}", token.id, token.label, token.created_at.to_rfc3339(), state);
             }
         }
         MasterTokenCommand::Revoke { id } => {
             let token = master_tokens::revoke(db, MasterTokenId::parse(&id)?).await?;
-            audit::record(
-                db,
-                token.org_id,
-                audit::Actor::System,
-                "master_token.revoked",
-                Some(token.id.0),
-            )
-            .await?;
+            audit::record(db, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
             eprintln!("latchkey: master token {} revoked", token.id);
         }
     }

@@ -167,14 +167,9 @@ impl MigrationTrait for Migration {
                     .col(uuid(AuthorizationCodes::UserId))
                     .col(string_uniq(AuthorizationCodes::CodeHash))
                     .col(timestamp_with_time_zone(AuthorizationCodes::ExpiresAt))
-                    .col(timestamp_with_time_zone_null(
-                        AuthorizationCodes::ConsumedAt,
-                    ))
+                    .col(timestamp_with_time_zone_null(AuthorizationCodes::ConsumedAt))
                     .col(timestamp_with_time_zone(AuthorizationCodes::CreatedAt))
-                    .foreign_key(&mut org_fk(
-                        AuthorizationCodes::Table,
-                        AuthorizationCodes::OrgId,
-                    ))
+                    .foreign_key(&mut org_fk(AuthorizationCodes::Table, AuthorizationCodes::OrgId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(AuthorizationCodes::Table, AuthorizationCodes::UserId)
@@ -240,9 +235,7 @@ impl MigrationTrait for Migration {
             MasterTokens::Table.into_iden(),
             Organizations::Table.into_iden(),
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

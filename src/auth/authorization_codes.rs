@@ -2,9 +2,7 @@
 //! pages exchange one for the end user it was issued to.
 
 use chrono::{Duration, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use secrecy::SecretString;
 
 use crate::{
@@ -17,11 +15,7 @@ use entity::authorization_code;
 pub const LIFETIME: Duration = Duration::minutes(5);
 const PREFIX: &str = "lk_code_";
 
-pub async fn issue(
-    conn: &impl ConnectionTrait,
-    org_id: OrgId,
-    user_id: UserId,
-) -> Result<SecretString> {
+pub async fn issue(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<SecretString> {
     let code = crypto::random_token(PREFIX);
     let now = Utc::now();
     authorization_code::Entity::insert(authorization_code::ActiveModel {

@@ -2,9 +2,7 @@
 //! organization may hold several, so rotation is "create the new one, revoke the old".
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use secrecy::SecretString;
 
 use super::MasterScope;
@@ -54,9 +52,7 @@ pub async fn create(
         created_at: Set(Utc::now()),
         revoked_at: Set(None),
     };
-    let row = master_token::Entity::insert(row)
-        .exec_with_returning(conn)
-        .await?;
+    let row = master_token::Entity::insert(row).exec_with_returning(conn).await?;
     Ok((row.into(), token.into()))
 }
 
@@ -71,10 +67,7 @@ pub async fn list(conn: &impl ConnectionTrait, org_id: OrgId) -> Result<Vec<Mast
 
 /// Revokes one token. Takes effect on the next request of any replica.
 pub async fn revoke(conn: &impl ConnectionTrait, id: MasterTokenId) -> Result<MasterTokenInfo> {
-    let row = master_token::Entity::find_by_id(id.0)
-        .one(conn)
-        .await?
-        .ok_or(Error::NotFound("master token"))?;
+    let row = master_token::Entity::find_by_id(id.0).one(conn).await?.ok_or(Error::NotFound("master token"))?;
     if row.revoked_at.is_some() {
         return Ok(row.into());
     }
@@ -85,10 +78,7 @@ pub async fn revoke(conn: &impl ConnectionTrait, id: MasterTokenId) -> Result<Ma
 }
 
 /// Finds the live token with this secret, if any.
-pub(super) async fn verify(
-    conn: &impl ConnectionTrait,
-    token: &str,
-) -> Result<Option<MasterScope>> {
+pub(super) async fn verify(conn: &impl ConnectionTrait, token: &str) -> Result<Option<MasterScope>> {
     let hash = crypto::sha256_hex(token.as_bytes());
     let row = master_token::Entity::find()
         .filter(master_token::Column::TokenHash.eq(hash.as_str()))
@@ -97,8 +87,5 @@ pub(super) async fn verify(
         .await?;
     Ok(row
         .filter(|row| crypto::constant_time_eq(row.token_hash.as_bytes(), hash.as_bytes()))
-        .map(|row| MasterScope {
-            org_id: OrgId(row.org_id),
-            token_id: MasterTokenId(row.id),
-        }))
+        .map(|row| MasterScope { org_id: OrgId(row.org_id), token_id: MasterTokenId(row.id) }))
 }

@@ -80,12 +80,8 @@ impl Principal {
     pub fn check(&self, access: Access) -> Result<()> {
         match (access, self) {
             (_, Principal::Anonymous) => Err(Error::Unauthenticated),
-            (Access::Master, Principal::User(_)) => {
-                Err(Error::Forbidden("this operation needs the master token"))
-            }
-            (Access::User, Principal::Master(_)) => {
-                Err(Error::Forbidden("this operation needs a user token"))
-            }
+            (Access::Master, Principal::User(_)) => Err(Error::Forbidden("this operation needs the master token")),
+            (Access::User, Principal::Master(_)) => Err(Error::Forbidden("this operation needs a user token")),
             _ => Ok(()),
         }
     }
@@ -171,10 +167,7 @@ impl Authenticator {
             tracing::debug!("user token refused: user removed or tokens revoked");
             return Ok(Principal::Anonymous);
         }
-        Ok(Principal::User(UserScope {
-            org_id: claims.org_id,
-            user_id: claims.user_id,
-        }))
+        Ok(Principal::User(UserScope { org_id: claims.org_id, user_id: claims.user_id }))
     }
 }
 
@@ -199,26 +192,12 @@ mod tests {
 
     #[test]
     fn master_and_user_scopes_never_stand_in_for_each_other() {
-        let master = Principal::Master(MasterScope {
-            org_id: OrgId::generate(),
-            token_id: MasterTokenId::generate(),
-        });
-        let user = Principal::User(UserScope {
-            org_id: OrgId::generate(),
-            user_id: UserId::generate(),
-        });
+        let master = Principal::Master(MasterScope { org_id: OrgId::generate(), token_id: MasterTokenId::generate() });
+        let user = Principal::User(UserScope { org_id: OrgId::generate(), user_id: UserId::generate() });
         assert!(matches!(master.user(), Err(Error::Forbidden(_))));
         assert!(matches!(user.master(), Err(Error::Forbidden(_))));
-        assert!(matches!(
-            Principal::Anonymous.master(),
-            Err(Error::Unauthenticated)
-        ));
-        assert!(matches!(
-            Principal::Anonymous.check(Access::MasterOrUser),
-            Err(Error::Unauthenticated)
-        ));
-        assert!(
-            master.check(Access::MasterOrUser).is_ok() && user.check(Access::MasterOrUser).is_ok()
-        );
+        assert!(matches!(Principal::Anonymous.master(), Err(Error::Unauthenticated)));
+        assert!(matches!(Principal::Anonymous.check(Access::MasterOrUser), Err(Error::Unauthenticated)));
+        assert!(master.check(Access::MasterOrUser).is_ok() && user.check(Access::MasterOrUser).is_ok());
     }
 }

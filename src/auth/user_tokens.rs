@@ -4,9 +4,7 @@ use std::{fmt, sync::Arc};
 
 use chrono::{Duration, Utc};
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{
-    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
-};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -66,9 +64,7 @@ struct Inner {
 
 impl fmt::Debug for UserTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserTokens")
-            .field("kid", &self.inner.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("UserTokens").field("kid", &self.inner.kid).finish_non_exhaustive()
     }
 }
 
@@ -96,8 +92,7 @@ impl UserTokens {
         }
         // The key id names the secret without revealing it, so a token signed by
         // another installation's secret is refused before its signature is checked.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC takes keys of any length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC takes keys of any length");
         mac.update(b"latchkey/jwt-kid/v1");
         let kid = crypto::hex(&mac.finalize().into_bytes()[..8]);
 
@@ -120,12 +115,7 @@ impl UserTokens {
         })
     }
 
-    pub fn mint(
-        &self,
-        org_id: OrgId,
-        user_id: UserId,
-        version: i64,
-    ) -> anyhow::Result<MintedToken> {
+    pub fn mint(&self, org_id: OrgId, user_id: UserId, version: i64) -> anyhow::Result<MintedToken> {
         let now = Utc::now();
         let expires_at = now + LIFETIME;
         let id = Uuid::new_v4();
@@ -142,11 +132,7 @@ impl UserTokens {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.inner.kid.clone());
         let token = encode(&header, &claims, &self.inner.encoding)?;
-        Ok(MintedToken {
-            token: token.into(),
-            id,
-            expires_at,
-        })
+        Ok(MintedToken { token: token.into(), id, expires_at })
     }
 
     /// Checks signature, algorithm, key id and claims. The error says why, for the
@@ -159,8 +145,8 @@ impl UserTokens {
         if header.kid.as_deref() != Some(self.inner.kid.as_str()) {
             return Err("unknown key id".to_owned());
         }
-        let data = decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-            .map_err(|err| err.to_string())?;
+        let data =
+            decode::<Claims>(token, &self.inner.decoding, &self.inner.validation).map_err(|err| err.to_string())?;
         Ok(VerifiedClaims {
             user_id: UserId(data.claims.sub),
             org_id: OrgId(data.claims.org),
@@ -186,12 +172,8 @@ mod tests {
         let head = URL_SAFE_NO_PAD.encode(header.to_string());
         let body = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signing_input = format!("{head}.{body}");
-        let signature = jsonwebtoken::crypto::sign(
-            signing_input.as_bytes(),
-            &tokens.inner.encoding,
-            Algorithm::HS256,
-        )
-        .unwrap();
+        let signature =
+            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &tokens.inner.encoding, Algorithm::HS256).unwrap();
         format!("{signing_input}.{signature}")
     }
 
@@ -211,30 +193,21 @@ mod tests {
         let (org, user) = (OrgId::generate(), UserId::generate());
         let minted = tokens.mint(org, user, 3).unwrap();
         let claims = tokens.verify(minted.token.expose_secret()).unwrap();
-        assert_eq!(
-            (claims.org_id, claims.user_id, claims.version),
-            (org, user, 3)
-        );
+        assert_eq!((claims.org_id, claims.user_id, claims.version), (org, user, 3));
         assert!(minted.expires_at > Utc::now() + Duration::hours(47));
     }
 
     #[test]
     fn a_hand_signed_valid_token_is_accepted() {
         let tokens = tokens();
-        assert!(
-            tokens
-                .verify(&sign(&tokens, header(&tokens), valid_claims()))
-                .is_ok()
-        );
+        assert!(tokens.verify(&sign(&tokens, header(&tokens), valid_claims())).is_ok());
     }
 
     #[test]
     fn tampered_forged_and_foreign_tokens_are_refused() {
         let tokens = tokens();
         let other = self::tokens();
-        let minted = tokens
-            .mint(OrgId::generate(), UserId::generate(), 0)
-            .unwrap();
+        let minted = tokens.mint(OrgId::generate(), UserId::generate(), 0).unwrap();
         let token = minted.token.expose_secret().to_owned();
         // another installation's secret
         assert!(other.verify(&token).is_err());
@@ -242,30 +215,18 @@ mod tests {
         let (unsigned, _) = token.rsplit_once('.').unwrap();
         assert!(tokens.verify(&format!("{unsigned}.AAAA")).is_err());
         // alg: none
-        let none_header = URL_SAFE_NO_PAD
-            .encode(json!({"alg": "none", "typ": "JWT", "kid": tokens.inner.kid}).to_string());
+        let none_header =
+            URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": tokens.inner.kid}).to_string());
         let body = URL_SAFE_NO_PAD.encode(valid_claims().to_string());
         assert!(tokens.verify(&format!("{none_header}.{body}.")).is_err());
         // another algorithm, even signed with the right secret
         let hs512 = json!({"alg": "HS512", "typ": "JWT", "kid": tokens.inner.kid});
-        assert!(
-            tokens
-                .verify(&sign(&tokens, hs512, valid_claims()))
-                .is_err()
-        );
+        assert!(tokens.verify(&sign(&tokens, hs512, valid_claims())).is_err());
         // unknown kid
         let unknown_kid = json!({"alg": "HS256", "typ": "JWT", "kid": "0000000000000000"});
-        assert!(
-            tokens
-                .verify(&sign(&tokens, unknown_kid, valid_claims()))
-                .is_err()
-        );
+        assert!(tokens.verify(&sign(&tokens, unknown_kid, valid_claims())).is_err());
         let no_kid = json!({"alg": "HS256", "typ": "JWT"});
-        assert!(
-            tokens
-                .verify(&sign(&tokens, no_kid, valid_claims()))
-                .is_err()
-        );
+        assert!(tokens.verify(&sign(&tokens, no_kid, valid_claims())).is_err());
     }
 
     #[test]
@@ -291,24 +252,13 @@ mod tests {
             cases.push((format!("{field} = {value}"), claims));
         }
         for (case, claims) in cases {
-            assert!(
-                tokens
-                    .verify(&sign(&tokens, header(&tokens), claims))
-                    .is_err(),
-                "{case} was accepted"
-            );
+            assert!(tokens.verify(&sign(&tokens, header(&tokens), claims)).is_err(), "{case} was accepted");
         }
     }
 
     #[test]
     fn short_or_sample_secrets_are_refused() {
-        assert!(matches!(
-            UserTokens::new(&SecretString::from("short"), ISSUER),
-            Err(SecretError::TooShort)
-        ));
-        assert!(matches!(
-            UserTokens::new(&SecretString::from("a".repeat(64)), ISSUER),
-            Err(SecretError::Weak)
-        ));
+        assert!(matches!(UserTokens::new(&SecretString::from("short"), ISSUER), Err(SecretError::TooShort)));
+        assert!(matches!(UserTokens::new(&SecretString::from("a".repeat(64)), ISSUER), Err(SecretError::Weak)));
     }
 }

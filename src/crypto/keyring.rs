@@ -20,9 +20,7 @@ pub struct EncryptionKey {
 
 impl fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncryptionKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("EncryptionKey").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -45,8 +43,7 @@ pub enum KeyringError {
 }
 
 fn hmac(key: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(label);
     mac.finalize().into_bytes().into()
 }
@@ -55,11 +52,7 @@ impl EncryptionKey {
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         let fingerprint = super::hex(&hmac(&bytes, b"latchkey/key-fingerprint/v1"));
         let id = fingerprint[..16].to_owned();
-        Self {
-            id,
-            fingerprint,
-            bytes: SecretBox::new(Box::new(bytes)),
-        }
+        Self { id, fingerprint, bytes: SecretBox::new(Box::new(bytes)) }
     }
 
     pub fn generate() -> Self {
@@ -102,9 +95,7 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.keys.iter().map(|key| key.id()))
-            .finish()
+        f.debug_list().entries(self.keys.iter().map(|key| key.id())).finish()
     }
 }
 
@@ -112,24 +103,13 @@ impl Keyring {
     /// Parses keys separated by commas or newlines; the first is the active key.
     pub fn parse(text: &str) -> Result<Self, KeyringError> {
         let mut keys: Vec<EncryptionKey> = Vec::new();
-        for (index, entry) in text
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .enumerate()
-        {
+        for (index, entry) in text.split([',', '\n']).map(str::trim).filter(|e| !e.is_empty()).enumerate() {
             let position = index + 1;
-            let decoded = STANDARD
-                .decode(entry)
-                .map_err(|_| KeyringError::NotBase64 { position })?;
-            let bytes: [u8; KEY_LEN] =
-                decoded
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| KeyringError::WrongLength {
-                        position,
-                        len: decoded.len(),
-                    })?;
+            let decoded = STANDARD.decode(entry).map_err(|_| KeyringError::NotBase64 { position })?;
+            let bytes: [u8; KEY_LEN] = decoded
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyringError::WrongLength { position, len: decoded.len() })?;
             if EncryptionKey::looks_weak(&bytes) {
                 return Err(KeyringError::Weak { position });
             }
@@ -176,8 +156,7 @@ mod tests {
 
     #[test]
     fn a_generated_key_round_trips_through_its_text_form() {
-        let ring =
-            Keyring::from_keys(vec![EncryptionKey::generate(), EncryptionKey::generate()]).unwrap();
+        let ring = Keyring::from_keys(vec![EncryptionKey::generate(), EncryptionKey::generate()]).unwrap();
         let parsed = Keyring::parse(&ring.to_text()).unwrap();
         assert_eq!(parsed.active().id(), ring.active().id());
         assert_eq!(parsed.keys().len(), 2);
@@ -187,45 +166,24 @@ mod tests {
     #[test]
     fn keys_of_the_wrong_length_or_encoding_are_refused() {
         assert_eq!(Keyring::parse("").unwrap_err(), KeyringError::Empty);
-        assert_eq!(
-            Keyring::parse("not base64!").unwrap_err(),
-            KeyringError::NotBase64 { position: 1 }
-        );
+        assert_eq!(Keyring::parse("not base64!").unwrap_err(), KeyringError::NotBase64 { position: 1 });
         let short = STANDARD.encode([7u8; 16]);
-        assert_eq!(
-            Keyring::parse(&short).unwrap_err(),
-            KeyringError::WrongLength {
-                position: 1,
-                len: 16
-            }
-        );
+        assert_eq!(Keyring::parse(&short).unwrap_err(), KeyringError::WrongLength { position: 1, len: 16 });
     }
 
     #[test]
     fn well_known_sample_keys_are_refused() {
         let counting: Vec<u8> = (0u8..32).collect();
-        for sample in [
-            vec![0u8; 32],
-            vec![0x41; 32],
-            counting,
-            b"01234567890123456789012345678901".to_vec(),
-        ] {
+        for sample in [vec![0u8; 32], vec![0x41; 32], counting, b"01234567890123456789012345678901".to_vec()] {
             let text = STANDARD.encode(&sample);
-            assert_eq!(
-                Keyring::parse(&text).unwrap_err(),
-                KeyringError::Weak { position: 1 },
-                "{text}"
-            );
+            assert_eq!(Keyring::parse(&text).unwrap_err(), KeyringError::Weak { position: 1 }, "{text}");
         }
     }
 
     #[test]
     fn debug_shows_ids_never_key_bytes() {
         let key = EncryptionKey::generate();
-        let printed = format!(
-            "{key:?} {:?}",
-            Keyring::from_keys(vec![EncryptionKey::generate()]).unwrap()
-        );
+        let printed = format!("{key:?} {:?}", Keyring::from_keys(vec![EncryptionKey::generate()]).unwrap());
         assert!(!printed.contains(&key.to_base64()));
         assert!(printed.contains(key.id()));
     }

@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    TransactionTrait, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::OnConflict,
 };
 use secrecy::SecretString;
 
@@ -33,11 +33,7 @@ async fn insert_once(conn: &impl ConnectionTrait, key: &str, value: &str) -> Res
         key: Set(key.to_owned()),
         value: Set(value.to_owned()),
     })
-    .on_conflict(
-        OnConflict::column(server_state::Column::Key)
-            .do_nothing()
-            .to_owned(),
-    )
+    .on_conflict(OnConflict::column(server_state::Column::Key).do_nothing().to_owned())
     .exec_without_returning(conn)
     .await?;
     Ok(inserted == 1)
@@ -53,19 +49,9 @@ pub async fn bootstrap(db: &DatabaseConnection) -> Result<Option<Bootstrap>> {
     }
     let org = orgs::create(&txn, DEFAULT_ORG_NAME).await?;
     let (token, secret) = master_tokens::create(&txn, org.id, "initial").await?;
-    audit::record(
-        &txn,
-        org.id,
-        audit::Actor::System,
-        "master_token.created",
-        Some(token.id.0),
-    )
-    .await?;
+    audit::record(&txn, org.id, audit::Actor::System, "master_token.created", Some(token.id.0)).await?;
     txn.commit().await?;
-    Ok(Some(Bootstrap {
-        org,
-        master_token: secret,
-    }))
+    Ok(Some(Bootstrap { org, master_token: secret }))
 }
 
 /// Why the keyring cannot be used with this database.
@@ -90,23 +76,12 @@ pub async fn verify_keyring(db: &DatabaseConnection, keyring: &Keyring) -> Resul
         .await
         .map_err(Error::from)?;
     let recognised = |key: &crate::crypto::EncryptionKey| {
-        known.iter().any(|row| {
-            row.key == format!("{KEY_PREFIX}{}", key.id()) && row.value == key.fingerprint()
-        })
+        known.iter().any(|row| row.key == format!("{KEY_PREFIX}{}", key.id()) && row.value == key.fingerprint())
     };
     if !known.is_empty() && !keyring.keys().iter().any(recognised) {
         return Err(KeyMismatch::NoKnownKey {
-            given: keyring
-                .keys()
-                .iter()
-                .map(|key| key.id())
-                .collect::<Vec<_>>()
-                .join(", "),
-            known: known
-                .iter()
-                .map(|row| row.key.trim_start_matches(KEY_PREFIX))
-                .collect::<Vec<_>>()
-                .join(", "),
+            given: keyring.keys().iter().map(|key| key.id()).collect::<Vec<_>>().join(", "),
+            known: known.iter().map(|row| row.key.trim_start_matches(KEY_PREFIX)).collect::<Vec<_>>().join(", "),
         });
     }
     for key in keyring.keys() {

@@ -18,9 +18,7 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String> {
         return Err(Error::bad_input(format!("{field} must not be empty")));
     }
     if value.chars().count() > max {
-        return Err(Error::bad_input(format!(
-            "{field} must be at most {max} characters"
-        )));
+        return Err(Error::bad_input(format!("{field} must be at most {max} characters")));
     }
     Ok(value.to_owned())
 }

@@ -40,26 +40,15 @@ pub async fn create(conn: &impl ConnectionTrait, name: &str) -> Result<Organizat
     let row = organization::Entity::insert(row)
         .exec_with_returning(conn)
         .await
-        .map_err(|err| {
-            conflict_on_unique(err, || {
-                format!("an organization named {name:?} already exists")
-            })
-        })?;
+        .map_err(|err| conflict_on_unique(err, || format!("an organization named {name:?} already exists")))?;
     Ok(row.into())
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: OrgId) -> Result<Organization> {
-    organization::Entity::find_by_id(id.0)
-        .one(conn)
-        .await?
-        .map(Into::into)
-        .ok_or(Error::NotFound("organization"))
+    organization::Entity::find_by_id(id.0).one(conn).await?.map(Into::into).ok_or(Error::NotFound("organization"))
 }
 
 pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<Organization>> {
-    let rows = organization::Entity::find()
-        .order_by_asc(organization::Column::Id)
-        .all(conn)
-        .await?;
+    let rows = organization::Entity::find().order_by_asc(organization::Column::Id).all(conn).await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }

@@ -5,9 +5,7 @@
 //! second statement (and symmetrically for `before` when paging backward).
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -65,19 +63,12 @@ pub fn decode_cursor(cursor: &str) -> Result<Uuid> {
 fn page_size(argument: &str, value: i32) -> Result<u64> {
     match u64::try_from(value) {
         Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(Error::bad_input(format!(
-            "{argument} must be between 0 and {MAX_PAGE_SIZE}"
-        ))),
+        _ => Err(Error::bad_input(format!("{argument} must be between 0 and {MAX_PAGE_SIZE}"))),
     }
 }
 
 impl PageRequest {
-    pub fn new(
-        first: Option<i32>,
-        after: Option<&str>,
-        last: Option<i32>,
-        before: Option<&str>,
-    ) -> Result<Self> {
+    pub fn new(first: Option<i32>, after: Option<&str>, last: Option<i32>, before: Option<&str>) -> Result<Self> {
         let after = after.map(decode_cursor).transpose()?;
         let before = before.map(decode_cursor).transpose()?;
         let (direction, size) = match (first, last) {
@@ -87,27 +78,15 @@ impl PageRequest {
             (Some(first), None) => (Direction::Forward, page_size("first", first)?),
             (None, Some(last)) => (Direction::Backward, page_size("last", last)?),
             // `before` alone reads the page that ends there.
-            (None, None) if before.is_some() && after.is_none() => {
-                (Direction::Backward, DEFAULT_PAGE_SIZE)
-            }
+            (None, None) if before.is_some() && after.is_none() => (Direction::Backward, DEFAULT_PAGE_SIZE),
             (None, None) => (Direction::Forward, DEFAULT_PAGE_SIZE),
         };
-        Ok(Self {
-            direction,
-            size,
-            after,
-            before,
-        })
+        Ok(Self { direction, size, after, before })
     }
 
     /// The first page of the default size.
     pub fn first_page() -> Self {
-        Self {
-            direction: Direction::Forward,
-            size: DEFAULT_PAGE_SIZE,
-            after: None,
-            before: None,
-        }
+        Self { direction: Direction::Forward, size: DEFAULT_PAGE_SIZE, after: None, before: None }
     }
 
     /// Runs `select` (already filtered to what the caller may see) for this page, keyed
@@ -131,17 +110,9 @@ impl PageRequest {
             select = select.filter(if forward { id.gte(after) } else { id.gt(after) });
         }
         if let Some(before) = self.before {
-            select = select.filter(if forward {
-                id.lt(before)
-            } else {
-                id.lte(before)
-            });
+            select = select.filter(if forward { id.lt(before) } else { id.lte(before) });
         }
-        select = if forward {
-            select.order_by_asc(id)
-        } else {
-            select.order_by_desc(id)
-        };
+        select = if forward { select.order_by_asc(id) } else { select.order_by_desc(id) };
         let limit = self.size + 1 + u64::from(anchor.is_some());
         let mut rows = select.limit(limit).all(conn).await?;
 
@@ -155,18 +126,10 @@ impl PageRequest {
         let more = rows.len() as u64 > self.size;
         rows.truncate(self.size as usize);
         if forward {
-            Ok(Page {
-                items: rows,
-                has_previous_page: anchor_seen,
-                has_next_page: more,
-            })
+            Ok(Page { items: rows, has_previous_page: anchor_seen, has_next_page: more })
         } else {
             rows.reverse();
-            Ok(Page {
-                items: rows,
-                has_previous_page: more,
-                has_next_page: anchor_seen,
-            })
+            Ok(Page { items: rows, has_previous_page: more, has_next_page: anchor_seen })
         }
     }
 }
@@ -180,10 +143,7 @@ mod tests {
         let id = Uuid::now_v7();
         assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
         for bad in ["", "!!!", "bm90LWEtdXVpZA=="] {
-            assert!(
-                matches!(decode_cursor(bad), Err(Error::BadInput(_))),
-                "{bad}"
-            );
+            assert!(matches!(decode_cursor(bad), Err(Error::BadInput(_))), "{bad}");
         }
     }
 
@@ -193,8 +153,7 @@ mod tests {
         assert!(PageRequest::new(Some(-1), None, None, None).is_err());
         assert!(PageRequest::new(Some(1), None, Some(1), None).is_err());
         assert!(PageRequest::new(Some(0), None, None, None).is_ok());
-        let before =
-            PageRequest::new(None, None, None, Some(&encode_cursor(Uuid::now_v7()))).unwrap();
+        let before = PageRequest::new(None, None, None, Some(&encode_cursor(Uuid::now_v7()))).unwrap();
         assert_eq!(before.direction, Direction::Backward);
     }
 }

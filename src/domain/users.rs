@@ -69,11 +69,7 @@ pub struct UserCriteria {
 }
 
 /// The row of `user_id` in `org_id`, or `NOT_FOUND` (for a foreign id too).
-async fn find_row(
-    conn: &impl ConnectionTrait,
-    org_id: OrgId,
-    user_id: UserId,
-) -> Result<external_user::Model> {
+async fn find_row(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<external_user::Model> {
     external_user::Entity::find_by_id(user_id.0)
         .filter(external_user::Column::OrgId.eq(org_id.0))
         .one(conn)
@@ -81,11 +77,7 @@ async fn find_row(
         .ok_or(Error::NotFound("user"))
 }
 
-pub async fn get(
-    conn: &impl ConnectionTrait,
-    org_id: OrgId,
-    user_id: UserId,
-) -> Result<ExternalUser> {
+pub async fn get(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<ExternalUser> {
     find_row(conn, org_id, user_id).await.map(Into::into)
 }
 
@@ -94,11 +86,7 @@ pub async fn me(conn: &impl ConnectionTrait, scope: &UserScope) -> Result<Extern
     get(conn, scope.org_id(), scope.user_id()).await
 }
 
-pub async fn create(
-    db: &DatabaseConnection,
-    scope: &MasterScope,
-    new: NewUser,
-) -> Result<ExternalUser> {
+pub async fn create(db: &DatabaseConnection, scope: &MasterScope, new: NewUser) -> Result<ExternalUser> {
     let name = required_text("name", &new.name, MAX_NAME)?;
     let external_user_id = required_text("externalUserId", &new.external_user_id, MAX_EXTERNAL_ID)?;
     let now = Utc::now();
@@ -113,22 +101,10 @@ pub async fn create(
         updated_at: Set(now),
     };
     let txn = db.begin().await?;
-    let row = external_user::Entity::insert(row)
-        .exec_with_returning(&txn)
-        .await
-        .map_err(|err| {
-            conflict_on_unique(err, || {
-                format!("a user with externalUserId {external_user_id:?} already exists")
-            })
-        })?;
-    audit::record(
-        &txn,
-        scope.org_id(),
-        scope.into(),
-        "external_user.created",
-        Some(row.id),
-    )
-    .await?;
+    let row = external_user::Entity::insert(row).exec_with_returning(&txn).await.map_err(|err| {
+        conflict_on_unique(err, || format!("a user with externalUserId {external_user_id:?} already exists"))
+    })?;
+    audit::record(&txn, scope.org_id(), scope.into(), "external_user.created", Some(row.id)).await?;
     txn.commit().await?;
     Ok(row.into())
 }
@@ -139,11 +115,7 @@ pub async fn update(
     user_id: UserId,
     patch: UserPatch,
 ) -> Result<ExternalUser> {
-    let name = patch
-        .name
-        .as_deref()
-        .map(|name| required_text("name", name, MAX_NAME))
-        .transpose()?;
+    let name = patch.name.as_deref().map(|name| required_text("name", name, MAX_NAME)).transpose()?;
     let txn = db.begin().await?;
     let mut row: external_user::ActiveModel = find_row(&txn, scope.org_id(), user_id).await?.into();
     if let Some(name) = name {
@@ -154,14 +126,7 @@ pub async fn update(
     }
     row.updated_at = Set(Utc::now());
     let row = row.update(&txn).await?;
-    audit::record(
-        &txn,
-        scope.org_id(),
-        scope.into(),
-        "external_user.updated",
-        Some(row.id),
-    )
-    .await?;
+    audit::record(&txn, scope.org_id(), scope.into(), "external_user.updated", Some(row.id)).await?;
     txn.commit().await?;
     Ok(row.into())
 }
@@ -178,14 +143,7 @@ pub async fn remove(db: &DatabaseConnection, scope: &MasterScope, user_id: UserI
     if deleted.rows_affected == 0 {
         return Err(Error::NotFound("user"));
     }
-    audit::record(
-        &txn,
-        scope.org_id(),
-        scope.into(),
-        "external_user.removed",
-        Some(user_id.0),
-    )
-    .await?;
+    audit::record(&txn, scope.org_id(), scope.into(), "external_user.removed", Some(user_id.0)).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -196,8 +154,7 @@ pub async fn list(
     criteria: UserCriteria,
     page: &PageRequest,
 ) -> Result<Page<ExternalUser>> {
-    let mut select =
-        external_user::Entity::find().filter(external_user::Column::OrgId.eq(scope.org_id().0));
+    let mut select = external_user::Entity::find().filter(external_user::Column::OrgId.eq(scope.org_id().0));
     if let Some(id) = criteria.user_id {
         select = select.filter(external_user::Column::Id.eq(id.0));
     }
@@ -210,9 +167,7 @@ pub async fn list(
     if let Some(is_test_user) = criteria.is_test_user {
         select = select.filter(external_user::Column::IsTestUser.eq(is_test_user));
     }
-    let page = page
-        .fetch(conn, select, external_user::Column::Id, |row| row.id)
-        .await?;
+    let page = page.fetch(conn, select, external_user::Column::Id, |row| row.id).await?;
     Ok(page.map(Into::into))
 }
 
@@ -225,17 +180,8 @@ pub async fn authorize(
 ) -> Result<MintedToken> {
     let txn = db.begin().await?;
     let row = find_row(&txn, scope.org_id(), user_id).await?;
-    let minted = tokens
-        .mint(scope.org_id(), user_id, row.token_version)
-        .map_err(Error::internal)?;
-    audit::record(
-        &txn,
-        scope.org_id(),
-        scope.into(),
-        "user_token.minted",
-        Some(user_id.0),
-    )
-    .await?;
+    let minted = tokens.mint(scope.org_id(), user_id, row.token_version).map_err(Error::internal)?;
+    audit::record(&txn, scope.org_id(), scope.into(), "user_token.minted", Some(user_id.0)).await?;
     txn.commit().await?;
     Ok(minted)
 }
@@ -249,52 +195,27 @@ pub async fn generate_authorization_code(
     let txn = db.begin().await?;
     find_row(&txn, scope.org_id(), user_id).await?;
     let code = authorization_codes::issue(&txn, scope.org_id(), user_id).await?;
-    audit::record(
-        &txn,
-        scope.org_id(),
-        scope.into(),
-        "authorization_code.issued",
-        Some(user_id.0),
-    )
-    .await?;
+    audit::record(&txn, scope.org_id(), scope.into(), "authorization_code.issued", Some(user_id.0)).await?;
     txn.commit().await?;
     Ok(code)
 }
 
 /// Exchanges an authorization code for the end user it was issued to (hosted pages).
-pub async fn redeem_authorization_code(
-    db: &DatabaseConnection,
-    code: &str,
-) -> Result<(OrgId, ExternalUser)> {
+pub async fn redeem_authorization_code(db: &DatabaseConnection, code: &str) -> Result<(OrgId, ExternalUser)> {
     let txn = db.begin().await?;
-    let (org_id, user_id) = authorization_codes::consume(&txn, code)
-        .await?
-        .ok_or(Error::NotFound("authorization code"))?;
+    let (org_id, user_id) =
+        authorization_codes::consume(&txn, code).await?.ok_or(Error::NotFound("authorization code"))?;
     let user = get(&txn, org_id, user_id).await?;
-    audit::record(
-        &txn,
-        org_id,
-        Actor::User(user_id.0),
-        "authorization_code.redeemed",
-        Some(user_id.0),
-    )
-    .await?;
+    audit::record(&txn, org_id, Actor::User(user_id.0), "authorization_code.redeemed", Some(user_id.0)).await?;
     txn.commit().await?;
     Ok((org_id, user))
 }
 
 /// Invalidates every user token of `user_id` minted so far, keeping the user.
-pub async fn revoke_tokens(
-    db: &DatabaseConnection,
-    scope: &MasterScope,
-    user_id: UserId,
-) -> Result<()> {
+pub async fn revoke_tokens(db: &DatabaseConnection, scope: &MasterScope, user_id: UserId) -> Result<()> {
     let txn = db.begin().await?;
     let updated = external_user::Entity::update_many()
-        .col_expr(
-            external_user::Column::TokenVersion,
-            Expr::col(external_user::Column::TokenVersion).add(1),
-        )
+        .col_expr(external_user::Column::TokenVersion, Expr::col(external_user::Column::TokenVersion).add(1))
         .filter(external_user::Column::Id.eq(user_id.0))
         .filter(external_user::Column::OrgId.eq(scope.org_id().0))
         .exec(&txn)
@@ -302,14 +223,7 @@ pub async fn revoke_tokens(
     if updated.rows_affected == 0 {
         return Err(Error::NotFound("user"));
     }
-    audit::record(
-        &txn,
-        scope.org_id(),
-        scope.into(),
-        "user_tokens.revoked",
-        Some(user_id.0),
-    )
-    .await?;
+    audit::record(&txn, scope.org_id(), scope.into(), "user_tokens.revoked", Some(user_id.0)).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -3,9 +3,7 @@
 
 use async_graphql::{
     OutputType,
-    connection::{
-        Connection, ConnectionNameType, DisableNodesField, Edge, EdgeNameType, EmptyFields,
-    },
+    connection::{Connection, ConnectionNameType, DisableNodesField, Edge, EdgeNameType, EmptyFields},
 };
 use uuid::Uuid;
 
@@ -29,12 +27,7 @@ macro_rules! connection_names {
     };
 }
 
-connection_names!(
-    UserConnectionName,
-    UserEdgeName,
-    "UserConnection",
-    "UserConnectionEdge"
-);
+connection_names!(UserConnectionName, UserEdgeName, "UserConnection", "UserConnectionEdge");
 
 /// A connection with the contract's names and no `nodes` shortcut field.
 pub type NamedConnection<Node, Name, EdgeName, Fields = EmptyFields> =
@@ -52,10 +45,7 @@ where
     EdgeName: EdgeNameType,
 {
     let mut connection = Connection::new(page.has_previous_page, page.has_next_page);
-    connection.edges = page
-        .items
-        .into_iter()
-        .map(|item| Edge::new(encode_cursor(id_of(&item)), to_node(item)))
-        .collect();
+    connection.edges =
+        page.items.into_iter().map(|item| Edge::new(encode_cursor(id_of(&item)), to_node(item))).collect();
     connection
 }

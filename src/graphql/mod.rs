@@ -8,8 +8,7 @@ pub mod users;
 pub mod viewer;
 
 use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema,
-    SchemaBuilder,
+    Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
 };
 use sea_orm::DatabaseConnection;
 
@@ -54,11 +53,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // The standard introspection query (GraphiQL's) is 13 levels deep.
-        Self {
-            depth: 16,
-            complexity: 2_000,
-            introspection: true,
-        }
+        Self { depth: 16, complexity: 2_000, introspection: true }
     }
 }
 
@@ -67,10 +62,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 pub fn build_schema(services: Services, limits: &Limits) -> LatchkeySchema {
-    let mut builder = builder()
-        .data(services)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity);
+    let mut builder = builder().data(services).limit_depth(limits.depth).limit_complexity(limits.complexity);
     if !limits.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -79,19 +71,13 @@ pub fn build_schema(services: Services, limits: &Limits) -> LatchkeySchema {
 
 /// The schema as SDL, sorted, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    builder().finish().sdl_with_options(
-        SDLExportOptions::new()
-            .sorted_fields()
-            .sorted_arguments()
-            .sorted_enum_items(),
-    )
+    builder().finish().sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_arguments().sorted_enum_items())
 }
 
 impl From<Error> for async_graphql::Error {
     fn from(err: Error) -> Self {
         let code = err.code().as_str();
-        async_graphql::Error::new(err.public_message())
-            .extend_with(|_, extensions| extensions.set("code", code))
+        async_graphql::Error::new(err.public_message()).extend_with(|_, extensions| extensions.set("code", code))
     }
 }
 

@@ -12,14 +12,13 @@ pub struct Json(pub serde_json::Value);
 impl ScalarType for Json {
     fn parse(value: Value) -> InputValueResult<Self> {
         match value {
-            Value::String(text) => serde_json::from_str(&text).map(Json).map_err(|err| {
-                InputValueError::custom(format!("a Json string must hold JSON text: {err}"))
-            }),
-            Value::Null => Ok(Json(serde_json::Value::Null)),
-            other => other
-                .into_json()
+            Value::String(text) => serde_json::from_str(&text)
                 .map(Json)
-                .map_err(|err| InputValueError::custom(format!("not a JSON value: {err}"))),
+                .map_err(|err| InputValueError::custom(format!("a Json string must hold JSON text: {err}"))),
+            Value::Null => Ok(Json(serde_json::Value::Null)),
+            other => {
+                other.into_json().map(Json).map_err(|err| InputValueError::custom(format!("not a JSON value: {err}")))
+            }
         }
     }
 
@@ -38,11 +37,7 @@ impl ScalarType for DateTime {
         match &value {
             Value::String(text) => chrono::DateTime::parse_from_rfc3339(text)
                 .map(|at| DateTime(at.with_timezone(&Utc)))
-                .map_err(|_| {
-                    InputValueError::custom(
-                        "DateTime must be RFC 3339, e.g. 2026-11-20T10:38:37.757Z",
-                    )
-                }),
+                .map_err(|_| InputValueError::custom("DateTime must be RFC 3339, e.g. 2026-11-20T10:38:37.757Z")),
             _ => Err(InputValueError::expected_type(value)),
         }
     }
@@ -58,15 +53,11 @@ mod tests {
 
     #[test]
     fn json_accepts_strings_of_json_and_literals_and_returns_the_string_form() {
-        let from_string =
-            <Json as ScalarType>::parse(Value::String(r#"{"api_key":"x"}"#.into())).unwrap();
+        let from_string = <Json as ScalarType>::parse(Value::String(r#"{"api_key":"x"}"#.into())).unwrap();
         let literal = Value::from_json(serde_json::json!({"api_key": "x"})).unwrap();
         let from_literal = <Json as ScalarType>::parse(literal).unwrap();
         assert_eq!(from_string, from_literal);
-        assert_eq!(
-            from_string.to_value(),
-            Value::String(r#"{"api_key":"x"}"#.into())
-        );
+        assert_eq!(from_string.to_value(), Value::String(r#"{"api_key":"x"}"#.into()));
         assert!(<Json as ScalarType>::parse(Value::String("{not json".into())).is_err());
     }
 
@@ -78,12 +69,7 @@ mod tests {
 
     #[test]
     fn datetime_prints_utc_with_milliseconds() {
-        let at = chrono::DateTime::parse_from_rfc3339("2026-11-20T11:38:37.757+01:00")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            DateTime(at).to_value(),
-            Value::String("2026-11-20T10:38:37.757Z".into())
-        );
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-20T11:38:37.757+01:00").unwrap().with_timezone(&Utc);
+        assert_eq!(DateTime(at).to_value(), Value::String("2026-11-20T10:38:37.757Z".into()));
     }
 }

@@ -140,11 +140,7 @@ impl UsersQuery {
         let page = page_request(first, after, last, before)?;
         let criteria = criteria.unwrap_or_default();
         let criteria = UserCriteria {
-            user_id: criteria
-                .user_id
-                .as_deref()
-                .map(|id| UserId::parse(id))
-                .transpose()?,
+            user_id: criteria.user_id.as_deref().map(|id| UserId::parse(id)).transpose()?,
             external_user_id: criteria.external_user_id,
             name: criteria.name,
             is_test_user: criteria.is_test_user,
@@ -172,10 +168,7 @@ impl UsersMutation {
             is_test_user: input.is_test_user.unwrap_or(false),
         };
         let user = users::create(db(ctx), scope, new).await?;
-        Ok(CreateExternalUserPayload {
-            user_id: ID(user.id.to_string()),
-            client_mutation_id: input.client_mutation_id,
-        })
+        Ok(CreateExternalUserPayload { user_id: ID(user.id.to_string()), client_mutation_id: input.client_mutation_id })
     }
 
     #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
@@ -186,15 +179,9 @@ impl UsersMutation {
     ) -> Result<UpdateExternalUserPayload> {
         let scope = principal(ctx).master()?;
         let user_id = UserId::parse(&input.user_id)?;
-        let patch = UserPatch {
-            name: input.name,
-            is_test_user: input.is_test_user,
-        };
+        let patch = UserPatch { name: input.name, is_test_user: input.is_test_user };
         let user = users::update(db(ctx), scope, user_id, patch).await?;
-        Ok(UpdateExternalUserPayload {
-            user: user.into(),
-            client_mutation_id: input.client_mutation_id,
-        })
+        Ok(UpdateExternalUserPayload { user: user.into(), client_mutation_id: input.client_mutation_id })
     }
 
     /// Removes the user with everything that is theirs, and invalidates their user tokens.
@@ -206,26 +193,15 @@ impl UsersMutation {
     ) -> Result<RemoveExternalUserPayload> {
         let scope = principal(ctx).master()?;
         users::remove(db(ctx), scope, UserId::parse(&input.user_id)?).await?;
-        Ok(RemoveExternalUserPayload {
-            client_mutation_id: input.client_mutation_id,
-        })
+        Ok(RemoveExternalUserPayload { client_mutation_id: input.client_mutation_id })
     }
 
     /// Mints a user token for the end user.
     #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
-    async fn authorize(
-        &self,
-        ctx: &Context<'_>,
-        input: AuthorizeInput,
-    ) -> Result<AuthorizePayload> {
+    async fn authorize(&self, ctx: &Context<'_>, input: AuthorizeInput) -> Result<AuthorizePayload> {
         let scope = principal(ctx).master()?;
-        let minted = users::authorize(
-            db(ctx),
-            services(ctx).user_tokens(),
-            scope,
-            UserId::parse(&input.user_id)?,
-        )
-        .await?;
+        let minted =
+            users::authorize(db(ctx), services(ctx).user_tokens(), scope, UserId::parse(&input.user_id)?).await?;
         Ok(AuthorizePayload {
             access_token: minted.token.expose_secret().to_owned(),
             client_mutation_id: input.client_mutation_id,
@@ -240,9 +216,7 @@ impl UsersMutation {
         input: GenerateAuthorizationCodeInput,
     ) -> Result<GenerateAuthorizationCodePayload> {
         let scope = principal(ctx).master()?;
-        let code =
-            users::generate_authorization_code(db(ctx), scope, UserId::parse(&input.user_id)?)
-                .await?;
+        let code = users::generate_authorization_code(db(ctx), scope, UserId::parse(&input.user_id)?).await?;
         Ok(GenerateAuthorizationCodePayload {
             authorization_code: code.expose_secret().to_owned(),
             client_mutation_id: input.client_mutation_id,
@@ -258,8 +232,6 @@ impl UsersMutation {
     ) -> Result<RevokeUserTokensPayload> {
         let scope = principal(ctx).master()?;
         users::revoke_tokens(db(ctx), scope, UserId::parse(&input.user_id)?).await?;
-        Ok(RevokeUserTokensPayload {
-            client_mutation_id: input.client_mutation_id,
-        })
+        Ok(RevokeUserTokensPayload { client_mutation_id: input.client_mutation_id })
     }
 }

@@ -30,19 +30,11 @@ impl Viewer {
         Ok(match principal(ctx) {
             Principal::User(scope) => {
                 let user = users::me(db(ctx), scope).await?;
-                UserDetails {
-                    username: user.external_user_id,
-                    email: None,
-                    name: user.name,
-                }
+                UserDetails { username: user.external_user_id, email: None, name: user.name }
             }
             other => {
                 let org = orgs::get(db(ctx), other.master()?.org_id()).await?;
-                UserDetails {
-                    username: org.name.clone(),
-                    email: None,
-                    name: org.name,
-                }
+                UserDetails { username: org.name.clone(), email: None, name: org.name }
             }
         })
     }

@@ -1,0 +1,214 @@
+//! A real latchkey server per test, spoken to over HTTP as a partner backend would.
+//!
+//! By default each server gets its own SQLite file in a temporary data dir. With
+//! `LATCHKEY_TEST_POSTGRES_URL` set (an admin URL such as
+//! `postgres://postgres@127.0.0.1:5432/postgres`), each gets a fresh PostgreSQL database,
+//! dropped when the test ends.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use latchkey::{App, Config, auth::master_tokens, config::RawConfig, domain::orgs};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// Everything every test server logged, at every level, for the no-secrets-in-logs test.
+pub fn captured_logs() -> String {
+    let buffer = log_buffer().lock().expect("log buffer");
+    String::from_utf8_lossy(&buffer).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+struct BufferWriter;
+
+impl Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        log_buffer().lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ =
+            tracing_subscriber::fmt().with_env_filter("trace").with_ansi(false).with_writer(|| BufferWriter).try_init();
+    });
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create(admin_url: &str) -> (Self, String) {
+        let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
+        let admin =
+            Database::connect(admin_url).await.expect("PostgreSQL from LATCHKEY_TEST_POSTGRES_URL is reachable");
+        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+        admin.close().await.ok();
+        let (base, _) = admin_url.rsplit_once('/').expect("admin URL has a database path");
+        (Self { admin_url: admin_url.to_owned(), name: name.clone() }, format!("{base}/{name}"))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; a fresh one on its own thread does the I/O.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(&url).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// The storage a test server runs on; kept alive for the server's life.
+pub struct Storage {
+    pub dir: TempDir,
+    pub database_url: Option<String>,
+    _pg: Option<PgDatabase>,
+}
+
+impl Storage {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary data dir");
+        match postgres_admin_url() {
+            Some(admin) => {
+                let (pg, url) = PgDatabase::create(&admin).await;
+                Self { dir, database_url: Some(url), _pg: Some(pg) }
+            }
+            None => Self { dir, database_url: None, _pg: None },
+        }
+    }
+
+    pub fn config(&self, customize: impl FnOnce(&mut RawConfig)) -> Config {
+        let mut raw = RawConfig {
+            bind: Some("127.0.0.1:0".into()),
+            data_dir: Some(self.dir.path().display().to_string()),
+            database_url: self.database_url.clone(),
+            log: Some("trace".into()),
+            ..RawConfig::default()
+        };
+        customize(&mut raw);
+        Config::from_raw(raw).expect("valid test configuration")
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.is_none()
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    /// The default organization's master token (organization A).
+    pub master: String,
+    pub client: reqwest::Client,
+    pub db: DatabaseConnection,
+    pub storage: Storage,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let storage = Storage::new().await;
+        Self::start_on(storage, |_| {}).await
+    }
+
+    pub async fn start_on(storage: Storage, customize: impl FnOnce(&mut RawConfig)) -> Self {
+        init_logging();
+        let config = storage.config(customize);
+        let app = App::build(&config).await.expect("server starts");
+        let master =
+            app.bootstrap.as_ref().expect("a fresh database bootstraps").master_token.expose_secret().to_owned();
+        let db = app.db().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (shutdown, signal) = oneshot::channel::<()>();
+        tokio::spawn(app.serve(listener, async move {
+            let _ = signal.await;
+        }));
+        Self { base, master, client: reqwest::Client::new(), db, storage, shutdown: Some(shutdown) }
+    }
+
+    /// A second organization with its own master token (organization B).
+    pub async fn other_org(&self) -> String {
+        let org = orgs::create(&self.db, &format!("org-{}", uuid::Uuid::new_v4().simple())).await.expect("org");
+        let (_, token) = master_tokens::create(&self.db, org.id, "test").await.expect("token");
+        token.expose_secret().to_owned()
+    }
+
+    /// POSTs a GraphQL request and returns the whole response body.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request =
+            self.client.post(format!("{}/graphql", self.base)).json(&json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        assert_eq!(response.status(), 200, "GraphQL requests answer 200");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Runs an operation that must succeed and returns its `data`.
+    pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
+        let body = self.graphql(Some(token), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub async fn create_user(&self, master: &str, external_id: &str) -> String {
+        let data = self
+            .ok(
+                master,
+                "mutation($e: String!) { createExternalUser(input: {name: \"Test User\", externalUserId: $e}) { userId } }",
+                json!({"e": external_id}),
+            )
+            .await;
+        data["createExternalUser"]["userId"].as_str().expect("userId").to_owned()
+    }
+
+    pub async fn user_token(&self, master: &str, user_id: &str) -> String {
+        let data = self
+            .ok(master, "mutation($u: ID!) { authorize(input: {userId: $u}) { accessToken } }", json!({"u": user_id}))
+            .await;
+        data["authorize"]["accessToken"].as_str().expect("accessToken").to_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The `extensions.code` of the first error, or `None` when the request succeeded.
+pub fn error_code(body: &Value) -> Option<String> {
+    body.get("errors").map(|errors| errors[0]["extensions"]["code"].as_str().unwrap_or("<no code>").to_owned())
+}
