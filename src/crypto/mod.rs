@@ -1,11 +1,13 @@
 //! Randomness, hashing and the encryption keyring.
 
+pub mod envelope;
 pub mod keyring;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use envelope::{Binding, EnvelopeError};
 pub use keyring::{EncryptionKey, Keyring, KeyringError};
 
 /// Bytes from the operating system's CSPRNG.
@@ -29,12 +31,10 @@ pub fn sha256_hex(input: &[u8]) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
 }
 
 /// Equality in time independent of where the inputs differ.
@@ -56,9 +56,6 @@ mod tests {
 
     #[test]
     fn sha256_hex_matches_a_known_vector() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }
