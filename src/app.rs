@@ -7,6 +7,7 @@ use std::{
     io::Write,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -21,7 +22,10 @@ use crate::{
     config::Config,
     crypto::{self, EncryptionKey, Keyring},
     db,
-    domain::installation::{self, Bootstrap},
+    domain::{
+        catalog,
+        installation::{self, Bootstrap},
+    },
     graphql::{self, Limits, Services},
     http::{self, AppState},
 };
@@ -34,7 +38,7 @@ const JWT_SECRET_FILE: &str = "jwt.secret";
 
 pub struct App {
     pub state: AppState,
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     /// Set on the very first start: the default organization and its master token.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -47,15 +51,17 @@ impl App {
         let db = db::connect(&config.database_url, config.database_kind).await?;
         db::migrate(&db).await?;
 
-        let keyring = load_keyring(config)?;
+        let keyring = Arc::new(load_keyring(config)?);
         installation::verify_keyring(&db, &keyring).await?;
+        let services = catalog::load_builtin(&db).await.context("cannot load the built-in service catalog")?;
+        tracing::debug!(services, "built-in service catalog loaded");
         let jwt_secret = load_jwt_secret(config)?;
         let user_tokens = UserTokens::new(&jwt_secret, &config.public_url).context("invalid LATCHKEY_JWT_SECRET")?;
 
         let bootstrap =
             installation::bootstrap(&db).await.map_err(|err| anyhow::anyhow!("first-start setup failed: {err:?}"))?;
         let limits = Limits { introspection: config.introspection, ..Limits::default() };
-        let state = state(db, user_tokens, &limits);
+        let state = state(db, user_tokens, keyring.clone(), &limits);
         Ok(Self { state, keyring, bootstrap })
     }
 
@@ -94,10 +100,10 @@ impl App {
     }
 }
 
-fn state(db: DatabaseConnection, user_tokens: UserTokens, limits: &Limits) -> AppState {
+fn state(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<Keyring>, limits: &Limits) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
-    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens), limits);
-    AppState { schema, authenticator, db }
+    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
+    AppState { schema, authenticator, db, keyring }
 }
 
 /// SIGTERM or Ctrl-C.

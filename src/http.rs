@@ -1,7 +1,7 @@
 //! The HTTP surface: `/graphql` (POST, GET, GraphiQL), health checks, and the layers that
 //! bound every request (body size, time, request id, tracing).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_graphql::{
     ErrorExtensions, ServerError,
@@ -29,6 +29,7 @@ use tracing::{Instrument, Level};
 
 use crate::{
     auth::{Authenticator, Principal},
+    crypto::Keyring,
     error::{Code, Error},
     graphql::LatchkeySchema,
 };
@@ -45,6 +46,7 @@ pub struct AppState {
     pub schema: LatchkeySchema,
     pub authenticator: Authenticator,
     pub db: DatabaseConnection,
+    pub keyring: Arc<Keyring>,
 }
 
 impl FromRef<AppState> for Authenticator {

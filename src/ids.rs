@@ -56,6 +56,21 @@ typed_id!(
     MasterTokenId,
     "master token"
 );
+typed_id!(
+    /// A service of the catalog.
+    ServiceId,
+    "service"
+);
+typed_id!(
+    /// An environment of a service.
+    EnvironmentId,
+    "service environment"
+);
+typed_id!(
+    /// An imported authentication.
+    AuthenticationId,
+    "authentication"
+);
 
 #[cfg(test)]
 mod tests {

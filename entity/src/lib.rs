@@ -2,8 +2,11 @@
 //! the service maps them to its own output structs so no column leaks by accident.
 
 pub mod audit_event;
+pub mod authentication;
 pub mod authorization_code;
 pub mod external_user;
 pub mod master_token;
 pub mod organization;
 pub mod server_state;
+pub mod service;
+pub mod service_environment;

@@ -56,6 +56,23 @@ impl UserScope {
     }
 }
 
+/// An authenticated caller of either kind, for operations both may run (results are
+/// scoped to the caller).
+#[derive(Clone, Copy, Debug)]
+pub enum Caller<'a> {
+    Master(&'a MasterScope),
+    User(&'a UserScope),
+}
+
+impl Caller<'_> {
+    pub fn org_id(&self) -> OrgId {
+        match self {
+            Caller::Master(scope) => scope.org_id,
+            Caller::User(scope) => scope.org_id,
+        }
+    }
+}
+
 /// Which kind of token a field or endpoint takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -99,6 +116,15 @@ impl Principal {
         match self {
             Principal::User(scope) => Ok(scope),
             _ => Err(Error::Forbidden("this operation needs a user token")),
+        }
+    }
+
+    /// The caller, of either kind; refuses the anonymous.
+    pub fn caller(&self) -> Result<Caller<'_>> {
+        match self {
+            Principal::Anonymous => Err(Error::Unauthenticated),
+            Principal::Master(scope) => Ok(Caller::Master(scope)),
+            Principal::User(scope) => Ok(Caller::User(scope)),
         }
     }
 

@@ -6,7 +6,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use uuid::Uuid;
 
 use crate::{
-    auth::{MasterScope, UserScope},
+    auth::{Caller, MasterScope, UserScope},
     error::Result,
     ids::OrgId,
 };
@@ -33,6 +33,15 @@ impl Actor {
 impl From<&MasterScope> for Actor {
     fn from(scope: &MasterScope) -> Self {
         Actor::Master(scope.token_id().0)
+    }
+}
+
+impl From<Caller<'_>> for Actor {
+    fn from(caller: Caller<'_>) -> Self {
+        match caller {
+            Caller::Master(scope) => scope.into(),
+            Caller::User(scope) => scope.into(),
+        }
     }
 }
 

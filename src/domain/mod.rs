@@ -4,7 +4,10 @@
 //! not found.
 
 pub mod audit;
+pub mod authentications;
+pub mod catalog;
 pub mod installation;
+pub mod json_schema;
 pub mod orgs;
 pub mod pagination;
 pub mod users;

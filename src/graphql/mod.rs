@@ -10,10 +10,13 @@ pub mod viewer;
 use async_graphql::{
     Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
 };
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::{Principal, UserTokens},
+    crypto::Keyring,
     domain::pagination::PageRequest,
     error::Error,
 };
@@ -31,11 +34,16 @@ pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 pub struct Services {
     pub db: DatabaseConnection,
     user_tokens: UserTokens,
+    keyring: Arc<Keyring>,
 }
 
 impl Services {
-    pub fn new(db: DatabaseConnection, user_tokens: UserTokens) -> Self {
-        Self { db, user_tokens }
+    pub fn new(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<Keyring>) -> Self {
+        Self { db, user_tokens, keyring }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     pub fn user_tokens(&self) -> &UserTokens {

@@ -1,0 +1,65 @@
+use sea_orm::entity::prelude::*;
+
+/// An imported third-party authentication. `credentials` and `user_data` are sealed
+/// envelopes bound to this row; `owner_user_id` is `None` for organization-owned ones.
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "authentications")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub owner_user_id: Option<Uuid>,
+    pub service_id: Uuid,
+    pub environment_id: Uuid,
+    pub name: String,
+    #[sea_orm(column_type = "Text")]
+    pub scopes: String,
+    pub hidden: bool,
+    #[sea_orm(column_type = "Text")]
+    pub custom_fields: String,
+    pub credentials: Vec<u8>,
+    pub user_data: Vec<u8>,
+    /// The key that sealed both envelopes, for rotation.
+    pub key_id: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+/// Sealed bytes are never printed, even as ciphertext.
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authentication")
+            .field("id", &self.id)
+            .field("org_id", &self.org_id)
+            .field("owner_user_id", &self.owner_user_id)
+            .field("environment_id", &self.environment_id)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::service_environment::Entity",
+        from = "Column::EnvironmentId",
+        to = "super::service_environment::Column::Id"
+    )]
+    ServiceEnvironment,
+    #[sea_orm(belongs_to = "super::service::Entity", from = "Column::ServiceId", to = "super::service::Column::Id")]
+    Service,
+}
+
+impl Related<super::service_environment::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ServiceEnvironment.def()
+    }
+}
+
+impl Related<super::service::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Service.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

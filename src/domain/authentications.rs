@@ -1,0 +1,389 @@
+//! Imported third-party authentications. Credentials (`data` / REST `credentials`) and
+//! user data (`formData` / REST `userData`) are validated against the environment's
+//! schemas, then sealed, each bound to its organization, owner, row and field. Metadata
+//! reads never open them; only [`read_full`] does, for the owning end user, where the
+//! organization enabled it, and it is audited.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use super::{
+    audit,
+    catalog::{self, Environment, Service},
+    json_schema, orgs,
+    pagination::{Page, PageRequest},
+    required_text,
+};
+use crate::{
+    auth::{Caller, UserScope},
+    crypto::{Keyring, Sensitive, envelope},
+    error::{Error, Result},
+    ids::{AuthenticationId, EnvironmentId, OrgId, ServiceId, UserId},
+};
+use entity::authentication;
+
+const MAX_NAME: usize = 256;
+const MAX_SCOPES: usize = 200;
+const MAX_CUSTOM_FIELDS_BYTES: usize = 16 * 1024;
+
+/// What anyone allowed to see an authentication sees: never a secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Authentication {
+    pub id: AuthenticationId,
+    pub owner: Option<UserId>,
+    pub name: String,
+    pub service: Service,
+    pub environment: Environment,
+    pub scopes: Vec<String>,
+    pub hidden: bool,
+    pub custom_fields: Value,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+/// The secrets, opened. Only [`read_full`] makes one.
+pub struct FullAuthentication {
+    pub authentication: Authentication,
+    pub credentials: Sensitive<Value>,
+    pub user_data: Sensitive<Value>,
+}
+
+pub struct NewAuthentication {
+    pub name: String,
+    /// The GraphQL API names the service too; it must be the environment's.
+    pub service_id: Option<ServiceId>,
+    pub environment_id: EnvironmentId,
+    pub credentials: Value,
+    pub user_data: Option<Value>,
+    pub scopes: Option<Vec<String>>,
+    pub hidden: Option<bool>,
+    pub custom_fields: Option<Value>,
+}
+
+/// A full replacement: what is not given is reset (user data to `{}`, scopes to none).
+pub struct Replacement {
+    pub name: String,
+    pub credentials: Value,
+    pub user_data: Option<Value>,
+    pub scopes: Option<Vec<String>>,
+    pub custom_fields: Option<Value>,
+}
+
+#[derive(Default)]
+pub struct Criteria {
+    /// Master token only: whose authentications (default: the organization's own).
+    pub owner: Option<UserId>,
+    pub service_id: Option<ServiceId>,
+}
+
+/// Which sealed field of a row.
+#[derive(Clone, Copy)]
+pub enum Field {
+    Credentials,
+    UserData,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Credentials => "credentials",
+            Field::UserData => "user_data",
+        }
+    }
+}
+
+/// The binding that ties a sealed field to its row: moved anywhere else, it fails to open.
+pub fn binding(row: &authentication::Model, field: Field) -> envelope::Binding<'static> {
+    envelope::Binding { org_id: row.org_id, owner: row.owner_user_id, record_id: row.id, field: field.name() }
+}
+
+fn binding_for(org_id: OrgId, owner: Option<UserId>, id: AuthenticationId, field: Field) -> envelope::Binding<'static> {
+    envelope::Binding { org_id: org_id.0, owner: owner.map(|o| o.0), record_id: id.0, field: field.name() }
+}
+
+fn owner_of(caller: Caller<'_>) -> Option<UserId> {
+    match caller {
+        Caller::Master(_) => None,
+        Caller::User(scope) => Some(scope.user_id()),
+    }
+}
+
+/// The caller's view of the table: the master token sees the whole organization, an
+/// end user only their own rows.
+fn scoped(caller: Caller<'_>) -> sea_orm::Select<authentication::Entity> {
+    let select = authentication::Entity::find().filter(authentication::Column::OrgId.eq(caller.org_id().0));
+    match caller {
+        Caller::Master(_) => select,
+        Caller::User(scope) => select.filter(authentication::Column::OwnerUserId.eq(scope.user_id().0)),
+    }
+}
+
+async fn find_row(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+) -> Result<authentication::Model> {
+    scoped(caller).filter(authentication::Column::Id.eq(id.0)).one(conn).await?.ok_or(Error::NotFound("authentication"))
+}
+
+fn object(field: &str, value: Value) -> Result<Value> {
+    if value.is_object() { Ok(value) } else { Err(Error::bad_input(format!("{field} must be a JSON object"))) }
+}
+
+fn checked_scopes(environment: &Environment, scopes: Option<Vec<String>>) -> Result<Vec<String>> {
+    let scopes: BTreeSet<String> = scopes.unwrap_or_default().into_iter().map(|s| s.trim().to_owned()).collect();
+    if scopes.len() > MAX_SCOPES {
+        return Err(Error::bad_input(format!("at most {MAX_SCOPES} scopes")));
+    }
+    if !environment.scopes.is_empty() {
+        let unknown: Vec<&str> = scopes
+            .iter()
+            .filter(|s| !environment.scopes.iter().any(|known| &known.scope == *s))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::bad_input(format!(
+                "unknown scopes for this service environment: {}",
+                unknown.join(", ")
+            )));
+        }
+    }
+    Ok(scopes.into_iter().collect())
+}
+
+fn checked_custom_fields(custom_fields: Option<Value>) -> Result<String> {
+    let custom_fields = object("customFields", custom_fields.unwrap_or_else(|| serde_json::json!({})))?;
+    let text = custom_fields.to_string();
+    if text.len() > MAX_CUSTOM_FIELDS_BYTES {
+        return Err(Error::bad_input(format!("customFields must be at most {MAX_CUSTOM_FIELDS_BYTES} bytes of JSON")));
+    }
+    Ok(text)
+}
+
+/// Validated, ready-to-seal contents of a create or a replacement.
+struct Contents {
+    name: String,
+    credentials: Value,
+    user_data: Value,
+    scopes: String,
+    custom_fields: String,
+}
+
+fn checked_contents(
+    environment: &Environment,
+    name: &str,
+    credentials: Value,
+    user_data: Option<Value>,
+    scopes: Option<Vec<String>>,
+    custom_fields: Option<Value>,
+) -> Result<Contents> {
+    let name = required_text("name", name, MAX_NAME)?;
+    let credentials = object("credentials", credentials)?;
+    let user_data = object("userData", user_data.unwrap_or_else(|| serde_json::json!({})))?;
+    json_schema::validate("credentials", &environment.credentials_schema, &credentials)?;
+    json_schema::validate("userData", &environment.user_data_schema, &user_data)?;
+    let scopes = serde_json::to_string(&checked_scopes(environment, scopes)?).map_err(Error::internal)?;
+    Ok(Contents { name, credentials, user_data, scopes, custom_fields: checked_custom_fields(custom_fields)? })
+}
+
+fn seal(
+    keyring: &Keyring,
+    org_id: OrgId,
+    owner: Option<UserId>,
+    id: AuthenticationId,
+    field: Field,
+    value: &Value,
+) -> Vec<u8> {
+    envelope::seal(keyring, &binding_for(org_id, owner, id, field), value.to_string().as_bytes())
+}
+
+fn to_authentication(row: authentication::Model, service: Service, environment: Environment) -> Result<Authentication> {
+    Ok(Authentication {
+        id: AuthenticationId(row.id),
+        owner: row.owner_user_id.map(UserId),
+        name: row.name,
+        service,
+        environment,
+        scopes: serde_json::from_str(&row.scopes).map_err(Error::internal)?,
+        hidden: row.hidden,
+        custom_fields: serde_json::from_str(&row.custom_fields).map_err(Error::internal)?,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+/// Adds service and environment to rows: two statements for any number of rows.
+async fn with_catalog(conn: &impl ConnectionTrait, rows: Vec<authentication::Model>) -> Result<Vec<Authentication>> {
+    let service_ids: Vec<_> = rows.iter().map(|row| row.service_id).collect();
+    let environment_ids: Vec<_> = rows.iter().map(|row| row.environment_id).collect();
+    let services = catalog::services_by_id(conn, &service_ids).await?;
+    let environments = catalog::environments_by_id(conn, &environment_ids).await?;
+    rows.into_iter()
+        .map(|row| {
+            let missing = || Error::internal(anyhow::anyhow!("authentication {} lost its catalog entry", row.id));
+            let service = services.get(&row.service_id).cloned().ok_or_else(missing)?;
+            let environment = environments.get(&row.environment_id).cloned().ok_or_else(missing)?;
+            to_authentication(row, service, environment)
+        })
+        .collect()
+}
+
+async fn one_with_catalog(conn: &impl ConnectionTrait, row: authentication::Model) -> Result<Authentication> {
+    with_catalog(conn, vec![row]).await?.pop().ok_or_else(|| Error::internal(anyhow::anyhow!("row vanished")))
+}
+
+/// Imports an authentication: the end user's own with a user token, the organization's
+/// own with the master token.
+pub async fn create(
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+    caller: Caller<'_>,
+    new: NewAuthentication,
+) -> Result<Authentication> {
+    let org_id = caller.org_id();
+    let environment = catalog::environment(db, org_id, new.environment_id).await?;
+    if new.service_id.is_some_and(|id| id != environment.service_id) {
+        return Err(Error::bad_input("serviceId is not the service of serviceEnvironmentId"));
+    }
+    let contents =
+        checked_contents(&environment, &new.name, new.credentials, new.user_data, new.scopes, new.custom_fields)?;
+    let owner = owner_of(caller);
+    let id = AuthenticationId::generate();
+    let now = Utc::now();
+    let row = authentication::ActiveModel {
+        id: Set(id.0),
+        org_id: Set(org_id.0),
+        owner_user_id: Set(owner.map(|o| o.0)),
+        service_id: Set(environment.service_id.0),
+        environment_id: Set(environment.id.0),
+        name: Set(contents.name),
+        scopes: Set(contents.scopes),
+        hidden: Set(new.hidden.unwrap_or(false)),
+        custom_fields: Set(contents.custom_fields),
+        credentials: Set(seal(keyring, org_id, owner, id, Field::Credentials, &contents.credentials)),
+        user_data: Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data)),
+        key_id: Set(keyring.active().id().to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let txn = db.begin().await?;
+    let row = authentication::Entity::insert(row).exec_with_returning(&txn).await?;
+    audit::record(&txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
+    txn.commit().await?;
+    let service = catalog::service(db, org_id, environment.service_id).await?;
+    to_authentication(row, service, environment)
+}
+
+pub async fn get(conn: &impl ConnectionTrait, caller: Caller<'_>, id: AuthenticationId) -> Result<Authentication> {
+    let row = find_row(conn, caller, id).await?;
+    one_with_catalog(conn, row).await
+}
+
+/// A page of authentications: an end user's own; for the master token the organization's
+/// own, or a given end user's.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    criteria: Criteria,
+    page: &PageRequest,
+) -> Result<Page<Authentication>> {
+    let mut select = scoped(caller);
+    select = match (caller, criteria.owner) {
+        (Caller::User(_), Some(_)) => return Err(Error::Forbidden("only the master token may filter by owner")),
+        (Caller::User(_), None) => select,
+        (Caller::Master(_), Some(owner)) => select.filter(authentication::Column::OwnerUserId.eq(owner.0)),
+        (Caller::Master(_), None) => select.filter(authentication::Column::OwnerUserId.is_null()),
+    };
+    if let Some(service_id) = criteria.service_id {
+        select = select.filter(authentication::Column::ServiceId.eq(service_id.0));
+    }
+    let page = page.fetch(conn, select, authentication::Column::Id, |row| row.id).await?;
+    let (has_previous_page, has_next_page) = (page.has_previous_page, page.has_next_page);
+    let items = with_catalog(conn, page.items).await?;
+    Ok(Page { items, has_previous_page, has_next_page })
+}
+
+/// Replaces name, credentials, user data, scopes and custom fields; the environment stays.
+pub async fn replace(
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    replacement: Replacement,
+) -> Result<Authentication> {
+    let txn = db.begin().await?;
+    let row = find_row(&txn, caller, id).await?;
+    let org_id = OrgId(row.org_id);
+    let owner = row.owner_user_id.map(UserId);
+    let environment = catalog::environment(&txn, org_id, EnvironmentId(row.environment_id)).await?;
+    let contents = checked_contents(
+        &environment,
+        &replacement.name,
+        replacement.credentials,
+        replacement.user_data,
+        replacement.scopes,
+        replacement.custom_fields,
+    )?;
+    let mut active: authentication::ActiveModel = row.into();
+    active.name = Set(contents.name);
+    active.scopes = Set(contents.scopes);
+    active.custom_fields = Set(contents.custom_fields);
+    active.credentials = Set(seal(keyring, org_id, owner, id, Field::Credentials, &contents.credentials));
+    active.user_data = Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data));
+    active.key_id = Set(keyring.active().id().to_owned());
+    active.updated_at = Set(Utc::now());
+    let row = authentication::Entity::update(active).exec(&txn).await?;
+    audit::record(&txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
+    let authentication = one_with_catalog(&txn, row).await?;
+    txn.commit().await?;
+    Ok(authentication)
+}
+
+pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: AuthenticationId) -> Result<()> {
+    let txn = db.begin().await?;
+    let row = find_row(&txn, caller, id).await?;
+    authentication::Entity::delete_by_id(row.id).exec(&txn).await?;
+    audit::record(&txn, caller.org_id(), caller.into(), "authentication.removed", Some(id.0)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+fn open_json(keyring: &Keyring, row: &authentication::Model, field: Field) -> Result<Sensitive<Value>> {
+    let sealed = match field {
+        Field::Credentials => &row.credentials,
+        Field::UserData => &row.user_data,
+    };
+    let plaintext = envelope::open(keyring, &binding(row, field), sealed).map_err(|err| {
+        Error::internal(anyhow::anyhow!("authentication {} {} failed to open: {err}", row.id, field.name()))
+    })?;
+    let value = serde_json::from_slice(plaintext.expose_secret())
+        .map_err(|_| Error::internal(anyhow::anyhow!("authentication {} {} is not JSON", row.id, field.name())))?;
+    Ok(Sensitive::new(value))
+}
+
+/// The one path by which secrets leave: the owning end user, where the organization has
+/// enabled full reads. Every read is audited.
+pub async fn read_full(
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+    scope: &UserScope,
+    id: AuthenticationId,
+) -> Result<FullAuthentication> {
+    let org = orgs::get(db, scope.org_id()).await?;
+    if !org.full_reads_enabled {
+        return Err(Error::Forbidden("full reads of authentications are not enabled for this organization"));
+    }
+    let caller = Caller::User(scope);
+    let row = find_row(db, caller, id).await?;
+    let credentials = open_json(keyring, &row, Field::Credentials)?;
+    let user_data = open_json(keyring, &row, Field::UserData)?;
+    audit::record(db, scope.org_id(), scope.into(), "authentication.read_full", Some(id.0)).await?;
+    let authentication = one_with_catalog(db, row).await?;
+    Ok(FullAuthentication { authentication, credentials, user_data })
+}
