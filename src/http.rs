@@ -11,7 +11,7 @@ use async_graphql::{
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Json, Router,
-    extract::{FromRef, Request, State},
+    extract::{FromRef, Query, Request, State},
     http::{HeaderMap, HeaderName, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/core/v1", crate::rest::router())
         .with_state(state)
         .layer(layers)
 }
@@ -160,9 +161,9 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, request:
         }
         return graphql_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "a GET request needs a `query` parameter");
     }
-    let graphql_request = match async_graphql::http::parse_query_string(query_string) {
+    let graphql_request = match get_request(request.uri()) {
         Ok(request) => request,
-        Err(err) => return BadGraphqlRequest(err).into_response(),
+        Err(message) => return graphql_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message),
     };
     if is_mutation(&graphql_request) {
         let mut response =
@@ -171,6 +172,29 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, request:
         return response;
     }
     execute(&state, &headers, graphql_request).await
+}
+
+/// The parameters of a GraphQL request sent with GET (GraphQL over HTTP).
+#[derive(serde::Deserialize)]
+struct GetParams {
+    query: String,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    /// JSON text.
+    variables: Option<String>,
+}
+
+fn get_request(uri: &axum::http::Uri) -> Result<async_graphql::Request, &'static str> {
+    let Query(params) = Query::<GetParams>::try_from_uri(uri).map_err(|_| "invalid query string")?;
+    let mut request = async_graphql::Request::new(params.query);
+    if let Some(name) = params.operation_name.filter(|name| !name.is_empty()) {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = params.variables.filter(|v| !v.is_empty()) {
+        let json = serde_json::from_str(&variables).map_err(|_| "`variables` must be a JSON object")?;
+        request = request.variables(async_graphql::Variables::from_json(json));
+    }
+    Ok(request)
 }
 
 /// Whether the operation the request would run is a mutation. A document that does not

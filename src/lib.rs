@@ -15,6 +15,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod rest;
 
 pub use app::App;
 pub use config::Config;

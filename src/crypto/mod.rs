@@ -42,24 +42,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_carry_the_prefix_and_256_bits() {
-        let token = random_token("lk_master_");
-        let body = token.strip_prefix("lk_master_").unwrap();
-        assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
-        assert_ne!(token, random_token("lk_master_"));
-    }
-
-    #[test]
-    fn sha256_hex_matches_a_known_vector() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
-}
-
 /// A value that must not be printed or serialized by accident: `Debug` is redacted and
 /// there is no `Serialize`; [`Sensitive::expose`] is the one way in.
 pub struct Sensitive<T>(T);
@@ -77,5 +59,23 @@ impl<T> Sensitive<T> {
 impl<T> std::fmt::Debug for Sensitive<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_carry_the_prefix_and_256_bits() {
+        let token = random_token("lk_master_");
+        let body = token.strip_prefix("lk_master_").unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
+        assert_ne!(token, random_token("lk_master_"));
+    }
+
+    #[test]
+    fn sha256_hex_matches_a_known_vector() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

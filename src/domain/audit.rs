@@ -2,7 +2,9 @@
 //! names only, never a secret.
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+
+use super::pagination::{Page, PageRequest};
 use uuid::Uuid;
 
 use crate::{
@@ -71,4 +73,35 @@ pub async fn record(
     .exec_without_returning(conn)
     .await?;
     Ok(())
+}
+
+/// One audit event as the organization reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub actor_kind: String,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub target_id: Option<Uuid>,
+    pub occurred_at: chrono::DateTime<Utc>,
+}
+
+impl From<entity::audit_event::Model> for AuditEvent {
+    fn from(row: entity::audit_event::Model) -> Self {
+        Self {
+            id: row.id,
+            actor_kind: row.actor_kind,
+            actor_id: row.actor_id,
+            action: row.action,
+            target_id: row.target_id,
+            occurred_at: row.occurred_at,
+        }
+    }
+}
+
+/// The organization's audit trail, oldest first.
+pub async fn list(conn: &impl ConnectionTrait, scope: &MasterScope, page: &PageRequest) -> Result<Page<AuditEvent>> {
+    let select = entity::audit_event::Entity::find().filter(entity::audit_event::Column::OrgId.eq(scope.org_id().0));
+    let page = page.fetch(conn, select, entity::audit_event::Column::Id, |row| row.id).await?;
+    Ok(page.map(Into::into))
 }

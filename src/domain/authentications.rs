@@ -186,8 +186,18 @@ fn checked_contents(
     let name = required_text("name", name, MAX_NAME)?;
     let credentials = object("credentials", credentials)?;
     let user_data = object("userData", user_data.unwrap_or_else(|| serde_json::json!({})))?;
-    json_schema::validate("credentials", &environment.credentials_schema, &credentials)?;
-    json_schema::validate("userData", &environment.user_data_schema, &user_data)?;
+    // Both documents are checked before answering, so one answer lists every violation.
+    let violations: Vec<String> = [
+        json_schema::validate("credentials", &environment.credentials_schema, &credentials),
+        json_schema::validate("userData", &environment.user_data_schema, &user_data),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .map(|err| err.to_string())
+    .collect();
+    if !violations.is_empty() {
+        return Err(Error::bad_input(violations.join("; ")));
+    }
     let scopes = serde_json::to_string(&checked_scopes(environment, scopes)?).map_err(Error::internal)?;
     Ok(Contents { name, credentials, user_data, scopes, custom_fields: checked_custom_fields(custom_fields)? })
 }

@@ -34,9 +34,8 @@ pub fn validate(field: &str, schema: &Value, instance: &Value) -> Result<()> {
         .iter_errors(instance)
         .take(MAX_REPORTED)
         .map(|error| {
-            let pointer = error.instance_path().to_string();
-            let at = if pointer.is_empty() { "/".to_owned() } else { pointer };
-            format!("{field}{at}: {}", describe(error.kind()))
+            // The pointer is empty at the document's root.
+            format!("{field}{}: {}", error.instance_path(), describe(error.kind()))
         })
         .collect();
     if violations.is_empty() {

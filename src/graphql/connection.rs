@@ -28,6 +28,14 @@ macro_rules! connection_names {
 }
 
 connection_names!(UserConnectionName, UserEdgeName, "UserConnection", "UserConnectionEdge");
+connection_names!(
+    AuthenticationConnectionName,
+    AuthenticationEdgeName,
+    "AuthenticationConnection",
+    "AuthenticationEdge"
+);
+connection_names!(ServiceConnectionName, ServiceEdgeName, "ServiceConnection", "ServiceConnectionEdge");
+connection_names!(AuditEventConnectionName, AuditEventEdgeName, "AuditEventConnection", "AuditEventConnectionEdge");
 
 /// A connection with the contract's names and no `nodes` shortcut field.
 pub type NamedConnection<Node, Name, EdgeName, Fields = EmptyFields> =

@@ -1,6 +1,19 @@
 //! The GraphQL API: one module per area, each with its own query and mutation objects,
 //! merged here. Resolvers are thin: parse input, call [`crate::domain`], map the result.
 
+/// The payload of a mutation that answers nothing but the echoed `clientMutationId`.
+macro_rules! client_mutation_id_payload {
+    ($name:ident) => {
+        #[derive(async_graphql::SimpleObject)]
+        pub struct $name {
+            pub client_mutation_id: Option<String>,
+        }
+    };
+}
+
+pub mod audit;
+pub mod authentications;
+pub mod catalog;
 pub mod connection;
 pub mod guard;
 pub mod scalars;
@@ -22,10 +35,16 @@ use crate::{
 };
 
 #[derive(MergedObject, Default)]
-pub struct Query(users::UsersQuery, viewer::ViewerQuery);
+pub struct Query(
+    users::UsersQuery,
+    viewer::ViewerQuery,
+    catalog::CatalogQuery,
+    authentications::AuthenticationsQuery,
+    audit::AuditQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(users::UsersMutation);
+pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, authentications::AuthenticationsMutation);
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -96,15 +96,8 @@ user_id_input!(AuthorizeInput);
 user_id_input!(GenerateAuthorizationCodeInput);
 user_id_input!(RevokeUserTokensInput);
 
-#[derive(SimpleObject)]
-pub struct RemoveExternalUserPayload {
-    pub client_mutation_id: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct RevokeUserTokensPayload {
-    pub client_mutation_id: Option<String>,
-}
+client_mutation_id_payload!(RemoveExternalUserPayload);
+client_mutation_id_payload!(RevokeUserTokensPayload);
 
 #[derive(SimpleObject)]
 pub struct AuthorizePayload {

@@ -1,6 +1,6 @@
 //! `viewer`: the caller's own view. Later areas add their fields to [`Viewer`].
 
-use async_graphql::{Context, Object, Result, SimpleObject};
+use async_graphql::{Context, MergedObject, Object, Result, SimpleObject};
 
 use super::{
     db,
@@ -21,10 +21,15 @@ pub struct UserDetails {
     pub name: String,
 }
 
-pub struct Viewer;
+/// The caller's own view; each area contributes its fields.
+#[derive(MergedObject, Default)]
+pub struct Viewer(ViewerDetails, super::authentications::ViewerAuthentications);
+
+#[derive(Default)]
+pub struct ViewerDetails;
 
 #[Object]
-impl Viewer {
+impl ViewerDetails {
     #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
     async fn details(&self, ctx: &Context<'_>) -> Result<UserDetails> {
         Ok(match principal(ctx) {
@@ -48,6 +53,6 @@ impl ViewerQuery {
     /// The caller: an end user (user token) or the organization (master token).
     #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
     async fn viewer(&self) -> Viewer {
-        Viewer
+        Viewer::default()
     }
 }

@@ -1,16 +1,18 @@
 //! The access table: every field of `Query`, `Mutation` and `Viewer`, with the token it
-//! takes. The tests drive each field with every kind of caller and compare with the
-//! table; a field missing from the table fails them, so no field ships unguarded.
+//! takes and the object it acts on. The tests drive each field with every kind of caller
+//! and compare with the table; a field missing from the table fails them, so no field
+//! ships unguarded.
 
 use std::collections::BTreeSet;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{TestServer, error_code};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Access {
     Master,
+    User,
     MasterOrUser,
 }
 
@@ -18,88 +20,172 @@ impl Access {
     fn sdl(self) -> &'static str {
         match self {
             Access::Master => "@access(token: MASTER)",
+            Access::User => "@access(token: USER)",
             Access::MasterOrUser => "@access(token: MASTER_OR_USER)",
         }
     }
 }
 
-/// One row: type, field, access, whether the operation names an object by id, and the
-/// operation (`$id` is an end user of organization A, made fresh for each call).
+/// What `$id` names in the operation: made fresh in organization A for every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Nothing,
+    /// An end user of organization A.
+    User,
+    /// An authentication owned by end user 1 of organization A.
+    Authentication,
+    /// A custom service of organization A.
+    Service,
+    /// A custom environment of organization A.
+    Environment,
+}
+
 struct Row {
     ty: &'static str,
     field: &'static str,
     access: Access,
-    takes_id: bool,
+    target: Target,
     operation: &'static str,
 }
 
+const fn row(ty: &'static str, field: &'static str, access: Access, target: Target, operation: &'static str) -> Row {
+    Row { ty, field, access, target, operation }
+}
+
+use Access::{Master, MasterOrUser, User};
+use Target::{Authentication, Environment, Nothing, Service};
+
+/// `$env` and `$svc` are the built-in Zendesk environment and service.
 const TABLE: &[Row] = &[
-    Row {
-        ty: "Query",
-        field: "users",
-        access: Access::Master,
-        takes_id: false,
-        operation: "query($id: ID) { users(criteria: {userId: $id}) { edges { node { id } } } }",
-    },
-    Row {
-        ty: "Query",
-        field: "viewer",
-        access: Access::MasterOrUser,
-        takes_id: false,
-        operation: "{ viewer { __typename } }",
-    },
-    Row {
-        ty: "Viewer",
-        field: "details",
-        access: Access::MasterOrUser,
-        takes_id: false,
-        operation: "{ viewer { details { username } } }",
-    },
-    Row {
-        ty: "Mutation",
-        field: "createExternalUser",
-        access: Access::Master,
-        takes_id: false,
-        operation: "mutation { createExternalUser(input: {name: \"n\", externalUserId: \"matrix-new\"}) { userId } }",
-    },
-    Row {
-        ty: "Mutation",
-        field: "updateExternalUser",
-        access: Access::Master,
-        takes_id: true,
-        operation: "mutation($id: ID!) { updateExternalUser(input: {userId: $id, name: \"changed\"}) { user { id } } }",
-    },
-    Row {
-        ty: "Mutation",
-        field: "removeExternalUser",
-        access: Access::Master,
-        takes_id: true,
-        operation: "mutation($id: ID!) { removeExternalUser(input: {userId: $id}) { clientMutationId } }",
-    },
-    Row {
-        ty: "Mutation",
-        field: "authorize",
-        access: Access::Master,
-        takes_id: true,
-        operation: "mutation($id: ID!) { authorize(input: {userId: $id}) { accessToken } }",
-    },
-    Row {
-        ty: "Mutation",
-        field: "generateAuthorizationCode",
-        access: Access::Master,
-        takes_id: true,
-        operation: "mutation($id: ID!) { generateAuthorizationCode(input: {userId: $id}) { authorizationCode } }",
-    },
-    Row {
-        ty: "Mutation",
-        field: "revokeUserTokens",
-        access: Access::Master,
-        takes_id: true,
-        operation: "mutation($id: ID!) { revokeUserTokens(input: {userId: $id}) { clientMutationId } }",
-    },
+    row("Query", "users", Master, Nothing, "{ users { edges { node { id } } } }"),
+    row("Query", "viewer", MasterOrUser, Nothing, "{ viewer { __typename } }"),
+    row("Query", "services", MasterOrUser, Nothing, "{ services(first: 1) { edges { node { id } } } }"),
+    row(
+        "Query",
+        "serviceEnvironments",
+        MasterOrUser,
+        Nothing,
+        "{ serviceEnvironments(serviceName: \"zendesk\", serviceVersion: \"1\") { id } }",
+    ),
+    row("Query", "authentication", MasterOrUser, Authentication, "query($id: ID!) { authentication(id: $id) { id } }"),
+    row(
+        "Query",
+        "authenticationCredentials",
+        User,
+        Authentication,
+        "query($id: ID!) { authenticationCredentials(id: $id) { data } }",
+    ),
+    row("Query", "auditEvents", Master, Nothing, "{ auditEvents(first: 1) { edges { node { action } } } }"),
+    row("Viewer", "details", MasterOrUser, Nothing, "{ viewer { details { username } } }"),
+    row("Viewer", "authentications", MasterOrUser, Nothing, "{ viewer { authentications { edges { node { id } } } } }"),
+    row(
+        "Mutation",
+        "createExternalUser",
+        Master,
+        Nothing,
+        "mutation { createExternalUser(input: {name: \"n\", externalUserId: \"NEW\"}) { userId } }",
+    ),
+    row(
+        "Mutation",
+        "updateExternalUser",
+        Master,
+        Target::User,
+        "mutation($id: ID!) { updateExternalUser(input: {userId: $id, name: \"changed\"}) { user { id } } }",
+    ),
+    row(
+        "Mutation",
+        "removeExternalUser",
+        Master,
+        Target::User,
+        "mutation($id: ID!) { removeExternalUser(input: {userId: $id}) { clientMutationId } }",
+    ),
+    row(
+        "Mutation",
+        "authorize",
+        Master,
+        Target::User,
+        "mutation($id: ID!) { authorize(input: {userId: $id}) { accessToken } }",
+    ),
+    row(
+        "Mutation",
+        "generateAuthorizationCode",
+        Master,
+        Target::User,
+        "mutation($id: ID!) { generateAuthorizationCode(input: {userId: $id}) { authorizationCode } }",
+    ),
+    row(
+        "Mutation",
+        "revokeUserTokens",
+        Master,
+        Target::User,
+        "mutation($id: ID!) { revokeUserTokens(input: {userId: $id}) { clientMutationId } }",
+    ),
+    row(
+        "Mutation",
+        "createUserAuthentication",
+        MasterOrUser,
+        Nothing,
+        "mutation($env: ID!, $svc: ID!) { createUserAuthentication(input: {name: \"n\", serviceId: $svc, serviceEnvironmentId: $env, data: {email: \"a@b.co\", api_token: \"t\"}, formData: {subdomain: \"acme\"}}) { authenticationId } }",
+    ),
+    row(
+        "Mutation",
+        "updateUserAuthentication",
+        MasterOrUser,
+        Authentication,
+        "mutation($id: ID!) { updateUserAuthentication(input: {authenticationId: $id, name: \"changed\", data: {email: \"c@d.co\", api_token: \"u\"}, formData: {subdomain: \"acme\"}}) { authentication { id } } }",
+    ),
+    row(
+        "Mutation",
+        "removeAuthentication",
+        MasterOrUser,
+        Authentication,
+        "mutation($id: ID!) { removeAuthentication(input: {authenticationId: $id}) { clientMutationId } }",
+    ),
+    row(
+        "Mutation",
+        "createService",
+        Master,
+        Nothing,
+        "mutation { createService(input: {name: \"NEW\", title: \"New\"}) { service { id } } }",
+    ),
+    row(
+        "Mutation",
+        "updateService",
+        Master,
+        Service,
+        "mutation($id: ID!) { updateService(input: {serviceId: $id, title: \"changed\"}) { service { id } } }",
+    ),
+    row(
+        "Mutation",
+        "removeService",
+        Master,
+        Service,
+        "mutation($id: ID!) { removeService(input: {serviceId: $id}) { clientMutationId } }",
+    ),
+    row(
+        "Mutation",
+        "createServiceEnvironment",
+        Master,
+        Service,
+        "mutation($id: ID!) { createServiceEnvironment(input: {serviceId: $id, title: \"Staging\", authenticationType: token}) { serviceEnvironment { id } } }",
+    ),
+    row(
+        "Mutation",
+        "updateServiceEnvironment",
+        Master,
+        Environment,
+        "mutation($id: ID!) { updateServiceEnvironment(input: {serviceEnvironmentId: $id, title: \"changed\"}) { serviceEnvironment { id } } }",
+    ),
+    row(
+        "Mutation",
+        "removeServiceEnvironment",
+        Master,
+        Environment,
+        "mutation($id: ID!) { removeServiceEnvironment(input: {serviceEnvironmentId: $id}) { clientMutationId } }",
+    ),
 ];
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Caller {
     NoToken,
     BadToken,
@@ -124,43 +210,139 @@ const CALLERS: [Caller; 8] = [
 
 /// The error code the table promises, or `None` for success.
 fn expected(row: &Row, caller: Caller) -> Option<&'static str> {
-    match (caller, row.access) {
-        (Caller::NoToken | Caller::BadToken | Caller::ForgedMasterToken, _) => Some("UNAUTHENTICATED"),
-        (_, Access::MasterOrUser) => None,
-        (Caller::MasterA, Access::Master) => None,
-        // Another organization's master token: the id is simply not found there.
-        (Caller::MasterB, Access::Master) => row.takes_id.then_some("NOT_FOUND"),
-        (Caller::User1A | Caller::User2A | Caller::UserB, Access::Master) => Some("FORBIDDEN"),
+    use Caller::*;
+    match caller {
+        NoToken | BadToken | ForgedMasterToken => return Some("UNAUTHENTICATED"),
+        MasterA | MasterB if row.access == Access::User => return Some("FORBIDDEN"),
+        User1A | User2A | UserB if row.access == Access::Master => return Some("FORBIDDEN"),
+        _ => {}
+    }
+    // The right kind of token: only the owner (and its organization's master token, for
+    // fields it may use) finds the target; everyone else is told it does not exist.
+    let finds = match row.target {
+        Target::Nothing => true,
+        Target::User | Target::Service | Target::Environment => caller == MasterA,
+        Target::Authentication => matches!(caller, MasterA | User1A),
+    };
+    if finds { None } else { Some("NOT_FOUND") }
+}
+
+struct Fixture {
+    server: TestServer,
+    master_b: String,
+    user1_token: String,
+    user2_token: String,
+    user_b_token: String,
+    zendesk_env: String,
+    zendesk_service: String,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let server = TestServer::start().await;
+        let master_b = server.other_org().await;
+        let user1 = server.create_user(&server.master, "matrix-1").await;
+        let user2 = server.create_user(&server.master, "matrix-2").await;
+        let user_b = server.create_user(&master_b, "matrix-b").await;
+        // Full reads on in both organizations, so only ownership decides.
+        for token in [&server.master, &master_b] {
+            server.enable_full_reads(token).await;
+        }
+        let (zendesk_service, zendesk_env) = server.builtin_environment("zendesk").await;
+        Self {
+            user1_token: server.user_token(&server.master, &user1).await,
+            user2_token: server.user_token(&server.master, &user2).await,
+            user_b_token: server.user_token(&master_b, &user_b).await,
+            server,
+            master_b,
+            zendesk_env,
+            zendesk_service,
+        }
+    }
+
+    fn token(&self, caller: Caller) -> Option<String> {
+        match caller {
+            Caller::NoToken => None,
+            Caller::BadToken => Some("not-a-token".to_owned()),
+            Caller::ForgedMasterToken => Some(format!("lk_master_{}", "A".repeat(43))),
+            Caller::MasterA => Some(self.server.master.clone()),
+            Caller::MasterB => Some(self.master_b.clone()),
+            Caller::User1A => Some(self.user1_token.clone()),
+            Caller::User2A => Some(self.user2_token.clone()),
+            Caller::UserB => Some(self.user_b_token.clone()),
+        }
+    }
+
+    async fn make_target(&self, target: Target, tag: &str) -> Value {
+        let server = &self.server;
+        let master = &server.master;
+        match target {
+            Target::Nothing => Value::Null,
+            Target::User => json!(server.create_user(master, &format!("target-{tag}")).await),
+            Target::Authentication => {
+                json!(server.import_zendesk(&self.user1_token, &self.zendesk_env, "target").await)
+            }
+            Target::Service => json!(server.create_custom_service(master, &format!("svc-{tag}")).await),
+            Target::Environment => {
+                let service = server.create_custom_service(master, &format!("svc-{tag}")).await;
+                let data = server
+                    .ok(master, "mutation($s: ID!) { createServiceEnvironment(input: {serviceId: $s, title: \"Own\", authenticationType: token}) { serviceEnvironment { id } } }", json!({"s": service}))
+                    .await;
+                data["createServiceEnvironment"]["serviceEnvironment"]["id"].clone()
+            }
+        }
+    }
+
+    /// Whether a target is still there, unchanged, as its owner sees it.
+    async fn untouched(&self, target: Target, id: &Value, tag: &str) -> bool {
+        let server = &self.server;
+        match target {
+            Target::User => {
+                let data = server
+                    .ok(
+                        &server.master,
+                        "query($id: ID) { users(criteria: {userId: $id}) { edges { node { name } } } }",
+                        json!({"id": id}),
+                    )
+                    .await;
+                data["users"]["edges"][0]["node"]["name"] == "Test User"
+            }
+            Target::Authentication => {
+                let data = server
+                    .ok(&self.user1_token, "query($id: ID!) { authentication(id: $id) { name } }", json!({"id": id}))
+                    .await;
+                data["authentication"]["name"] == "target"
+            }
+            Target::Service => {
+                let data = server
+                    .ok(&server.master, "{ services(first: 100) { edges { node { id title } } } }", json!({}))
+                    .await;
+                let edges = data["services"]["edges"].as_array().unwrap().clone();
+                edges.iter().any(|edge| &edge["node"]["id"] == id && edge["node"]["title"] == "Acme CRM")
+            }
+            Target::Environment => {
+                let query =
+                    "query($s: String!) { serviceEnvironments(serviceName: $s, serviceVersion: \"1\") { id title } }";
+                let data = server.ok(&server.master, query, json!({"s": format!("svc-{tag}")})).await;
+                let environments = data["serviceEnvironments"].as_array().unwrap().clone();
+                environments.iter().any(|environment| &environment["id"] == id && environment["title"] == "Own")
+            }
+            Target::Nothing => true,
+        }
     }
 }
 
 #[tokio::test]
 async fn every_field_answers_every_kind_of_caller_as_the_access_table_says() {
-    let server = TestServer::start().await;
-    let master_b = server.other_org().await;
-    let user1 = server.create_user(&server.master, "matrix-1").await;
-    let user2 = server.create_user(&server.master, "matrix-2").await;
-    let user_b = server.create_user(&master_b, "matrix-b").await;
-    let user1_token = server.user_token(&server.master, &user1).await;
-    let user2_token = server.user_token(&server.master, &user2).await;
-    let user_b_token = server.user_token(&master_b, &user_b).await;
-
+    let fixture = Fixture::new().await;
     let mut failures = Vec::new();
     for (n, row) in TABLE.iter().enumerate() {
         for (m, caller) in CALLERS.iter().enumerate() {
-            let target = server.create_user(&server.master, &format!("target-{n}-{m}")).await;
-            let token = match caller {
-                Caller::NoToken => None,
-                Caller::BadToken => Some("not-a-token".to_owned()),
-                Caller::ForgedMasterToken => Some(format!("lk_master_{}", "A".repeat(43))),
-                Caller::MasterA => Some(server.master.clone()),
-                Caller::MasterB => Some(master_b.clone()),
-                Caller::User1A => Some(user1_token.clone()),
-                Caller::User2A => Some(user2_token.clone()),
-                Caller::UserB => Some(user_b_token.clone()),
-            };
-            let operation = row.operation.replace("matrix-new", &format!("matrix-new-{n}-{m}"));
-            let body = server.graphql(token.as_deref(), &operation, json!({"id": target})).await;
+            let tag = format!("{n}-{m}");
+            let target = fixture.make_target(row.target, &tag).await;
+            let variables = json!({"id": target, "env": fixture.zendesk_env, "svc": fixture.zendesk_service});
+            let operation = row.operation.replace("NEW", &format!("new-{tag}"));
+            let body = fixture.server.graphql(fixture.token(*caller).as_deref(), &operation, variables).await;
             let got = error_code(&body);
             if got.as_deref() != expected(row, *caller) {
                 failures.push(format!(
@@ -170,22 +352,27 @@ async fn every_field_answers_every_kind_of_caller_as_the_access_table_says() {
                     expected(row, *caller)
                 ));
             }
-            // A refused call changes nothing: the target still exists, unchanged.
-            if got.is_some() {
-                let check = server
-                    .ok(
-                        &server.master,
-                        "query($id: ID) { users(criteria: {userId: $id}) { edges { node { name } } } }",
-                        json!({"id": target}),
-                    )
-                    .await;
-                if check["users"]["edges"][0]["node"]["name"] != "Test User" {
-                    failures.push(format!("{}.{} as {caller:?} was refused but changed the target", row.ty, row.field));
-                }
+            if got.is_some() && row.target != Target::Nothing && !fixture.untouched(row.target, &target, &tag).await {
+                failures.push(format!("{}.{} as {caller:?} was refused but changed its target", row.ty, row.field));
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_missing_id_answers_like_a_foreign_one_on_every_field_that_takes_one() {
+    let fixture = Fixture::new().await;
+    let missing = uuid::Uuid::now_v7().to_string();
+    for row in TABLE.iter().filter(|row| row.target != Target::Nothing) {
+        let caller = if row.access == Access::User { Caller::User1A } else { Caller::MasterA };
+        let body =
+            fixture.server.graphql(fixture.token(caller).as_deref(), row.operation, json!({"id": missing})).await;
+        assert_eq!(error_code(&body).as_deref(), Some("NOT_FOUND"), "{}.{}: {body}", row.ty, row.field);
+        let malformed =
+            fixture.server.graphql(fixture.token(caller).as_deref(), row.operation, json!({"id": "nope"})).await;
+        assert_eq!(error_code(&malformed).as_deref(), Some("BAD_USER_INPUT"), "{}.{}: {malformed}", row.ty, row.field);
+    }
 }
 
 #[tokio::test]
@@ -214,8 +401,8 @@ fn schema_graphql_shows_the_token_of_every_field() {
         let line = block
             .lines()
             .find(|line| {
-                line.trim_start().starts_with(&format!("{}(", row.field))
-                    || line.trim_start().starts_with(&format!("{}:", row.field))
+                let line = line.trim_start();
+                line.starts_with(&format!("{}(", row.field)) || line.starts_with(&format!("{}:", row.field))
             })
             .unwrap_or_else(|| panic!("{}.{} in the SDL", row.ty, row.field));
         assert!(line.contains(row.access.sdl()), "{}.{}: {line}", row.ty, row.field);

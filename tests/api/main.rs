@@ -4,7 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod at_rest;
+mod authentications;
+mod catalog;
 mod http;
+mod rest;
 mod schema;
 mod startup;
 mod support;

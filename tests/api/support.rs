@@ -200,6 +200,91 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// The organization a master token belongs to.
+    pub async fn org_of(&self, master: &str) -> uuid::Uuid {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let hash = latchkey::crypto::sha256_hex(master.as_bytes());
+        entity::master_token::Entity::find()
+            .filter(entity::master_token::Column::TokenHash.eq(hash))
+            .one(&self.db)
+            .await
+            .expect("query")
+            .expect("a live master token")
+            .org_id
+    }
+
+    /// Turns on full reads of authentications for the master token's organization, as
+    /// the operator does with `latchkey org full-reads`.
+    pub async fn enable_full_reads(&self, master: &str) {
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+        let org = self.org_of(master).await;
+        entity::organization::ActiveModel { id: Set(org), full_reads_enabled: Set(true), ..Default::default() }
+            .update(&self.db)
+            .await
+            .expect("enable full reads");
+    }
+
+    /// The ids of a built-in service and its `Production` environment.
+    pub async fn builtin_environment(&self, service: &str) -> (String, String) {
+        let data = self
+            .ok(
+                &self.master,
+                "query($s: String!) { serviceEnvironments(serviceName: $s, serviceVersion: \"1\") { id title serviceId } }",
+                json!({"s": service}),
+            )
+            .await;
+        let production = &data["serviceEnvironments"][0];
+        assert_eq!(production["title"], "Production");
+        (production["serviceId"].as_str().unwrap().to_owned(), production["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Imports a Zendesk credential with `token` (user or master) and returns its id.
+    pub async fn import_zendesk(&self, token: &str, environment: &str, name: &str) -> String {
+        let (service, _) = self.builtin_environment("zendesk").await;
+        let data = self
+            .ok(
+                token,
+                "mutation($n: String!, $s: ID!, $e: ID!) { createUserAuthentication(input: {name: $n, serviceId: $s, serviceEnvironmentId: $e, data: {email: \"agent@acme.test\", api_token: \"zd-secret-token-0001\"}, formData: {subdomain: \"acme\"}}) { authenticationId } }",
+                json!({"n": name, "s": service, "e": environment}),
+            )
+            .await;
+        data["createUserAuthentication"]["authenticationId"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_custom_service(&self, master: &str, name: &str) -> String {
+        let data = self
+            .ok(
+                master,
+                "mutation($n: String!) { createService(input: {name: $n, title: \"Acme CRM\"}) { service { id } } }",
+                json!({"n": name}),
+            )
+            .await;
+        data["createService"]["service"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A REST call; returns the status and the JSON body (`null` when empty).
+    pub async fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}/core/v1{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") })
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {

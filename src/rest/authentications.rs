@@ -1,0 +1,127 @@
+//! `/core/v1/authentications`: create, read metadata, replace, delete, and the full read.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Body, Caller, RestResult};
+use crate::{
+    domain::authentications::{self, Authentication, NewAuthentication, Replacement},
+    error::Error,
+    http::AppState,
+    ids::{AuthenticationId, EnvironmentId},
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBody {
+    name: String,
+    service_environment_id: String,
+    user_data: Option<Value>,
+    credentials: Option<Value>,
+    scopes: Option<Vec<String>>,
+    hidden: Option<bool>,
+    custom_fields: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplaceBody {
+    name: String,
+    credentials: Value,
+    user_data: Option<Value>,
+    scopes: Option<Vec<String>>,
+    custom_fields: Option<Value>,
+    /// Accepted only when it names the current environment: it cannot change.
+    service_environment_id: Option<String>,
+}
+
+/// The metadata shape: never a secret.
+fn metadata(authentication: &Authentication) -> Value {
+    json!({
+        "id": authentication.id.to_string(),
+        "name": authentication.name,
+        "serviceEnvironmentId": authentication.environment.id.to_string(),
+        "scopes": authentication.scopes,
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Body(body): Body<CreateBody>,
+) -> RestResult<(StatusCode, Json<Value>)> {
+    let caller = principal.caller()?;
+    let new = NewAuthentication {
+        name: body.name,
+        service_id: None,
+        environment_id: EnvironmentId::parse(&body.service_environment_id)?,
+        credentials: body.credentials.unwrap_or_else(|| json!({})),
+        user_data: body.user_data,
+        scopes: body.scopes,
+        hidden: body.hidden,
+        custom_fields: body.custom_fields,
+    };
+    let created = authentications::create(&state.db, &state.keyring, caller, new).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": created.id.to_string()}))))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let authentication = authentications::get(&state.db, principal.caller()?, AuthenticationId::parse(&id)?).await?;
+    Ok(Json(metadata(&authentication)))
+}
+
+pub async fn replace(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<ReplaceBody>,
+) -> RestResult<Json<Value>> {
+    let caller = principal.caller()?;
+    let id = AuthenticationId::parse(&id)?;
+    if let Some(environment) = &body.service_environment_id {
+        let current = authentications::get(&state.db, caller, id).await?;
+        if EnvironmentId::parse(environment)? != current.environment.id {
+            return Err(Error::bad_input("serviceEnvironmentId cannot change; create a new authentication").into());
+        }
+    }
+    let replacement = Replacement {
+        name: body.name,
+        credentials: body.credentials,
+        user_data: body.user_data,
+        scopes: body.scopes,
+        custom_fields: body.custom_fields,
+    };
+    let updated = authentications::replace(&state.db, &state.keyring, caller, id, replacement).await?;
+    Ok(Json(metadata(&updated)))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+) -> RestResult<StatusCode> {
+    authentications::remove(&state.db, principal.caller()?, AuthenticationId::parse(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn full(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let scope = principal.user()?;
+    let full = authentications::read_full(&state.db, &state.keyring, scope, AuthenticationId::parse(&id)?).await?;
+    let mut body = metadata(&full.authentication);
+    body["userData"] = full.user_data.expose().clone();
+    body["credentials"] = full.credentials.expose().clone();
+    Ok(Json(body))
+}
