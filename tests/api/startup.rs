@@ -75,10 +75,31 @@ async fn tokens_and_keys_appear_nowhere_in_the_database_files_or_the_logs() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A credential imported, read back in full and replaced, at trace level throughout.
+    server.enable_full_reads(&server.master).await;
+    let (_, zendesk) = server.builtin_environment("zendesk").await;
+    let credential_id = server.import_zendesk(&user_token, &zendesk, "zd").await;
+    server
+        .ok(
+            &user_token,
+            "query($id: ID!) { authenticationCredentials(id: $id) { data } }",
+            json!({"id": credential_id}),
+        )
+        .await;
+    let replace = "mutation($id: ID!) { updateUserAuthentication(input: {authenticationId: $id, name: \"zd\", data: {email: \"a@acme.test\", api_token: \"zd-replaced-credential-77\"}, formData: {subdomain: \"acme\"}}) { authentication { id } } }";
+    server.ok(&user_token, replace, json!({"id": credential_id})).await;
     let dir = server.storage.dir.path();
     let key = std::fs::read_to_string(dir.join("encryption.keys")).unwrap().trim().to_owned();
     let jwt_secret = std::fs::read_to_string(dir.join("jwt.secret")).unwrap();
-    let secrets = [server.master.as_str(), user_token.as_str(), code.as_str(), key.as_str(), jwt_secret.trim()];
+    let secrets = [
+        server.master.as_str(),
+        user_token.as_str(),
+        code.as_str(),
+        key.as_str(),
+        jwt_secret.trim(),
+        "zd-secret-token-0001",
+        "zd-replaced-credential-77",
+    ];
 
     let logs = captured_logs();
     assert!(!logs.is_empty(), "the test server logs");
