@@ -67,6 +67,16 @@ typed_id!(
     "service environment"
 );
 typed_id!(
+    /// A solution (packaged integration).
+    SolutionId,
+    "solution"
+);
+typed_id!(
+    /// An end user's solution instance.
+    InstanceId,
+    "solution instance"
+);
+typed_id!(
     /// An imported authentication.
     AuthenticationId,
     "authentication"

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_foundation;
 mod m20261121_000002_catalog_and_authentications;
+mod m20261121_000003_solutions;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_foundation::Migration),
             Box::new(m20261121_000002_catalog_and_authentications::Migration),
+            Box::new(m20261121_000003_solutions::Migration),
         ]
     }
 }

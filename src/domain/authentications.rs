@@ -358,6 +358,10 @@ pub async fn replace(
 pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: AuthenticationId) -> Result<()> {
     let txn = db.begin().await?;
     let row = find_row(&txn, caller, id).await?;
+    let users = super::instances::using_authentication(&txn, id).await?;
+    if !users.is_empty() {
+        return Err(Error::Conflict(format!("the authentication is used by solution instances: {}", users.join(", "))));
+    }
     authentication::Entity::delete_by_id(row.id).exec(&txn).await?;
     audit::record(&txn, caller.org_id(), caller.into(), "authentication.removed", Some(id.0)).await?;
     txn.commit().await?;

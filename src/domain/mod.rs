@@ -7,9 +7,11 @@ pub mod audit;
 pub mod authentications;
 pub mod catalog;
 pub mod installation;
+pub mod instances;
 pub mod json_schema;
 pub mod orgs;
 pub mod pagination;
+pub mod solutions;
 pub mod users;
 
 use crate::error::{Error, Result};

@@ -131,10 +131,12 @@ pub async fn update(
     Ok(row.into())
 }
 
-/// Removes the user and everything that is theirs (the database cascades from the user
-/// row); their user tokens stop working with the row.
+/// Removes the user and everything that is theirs: first their solution instances, then
+/// (cascading from the user row) their authentications and codes. Their user tokens stop
+/// working with the row.
 pub async fn remove(db: &DatabaseConnection, scope: &MasterScope, user_id: UserId) -> Result<()> {
     let txn = db.begin().await?;
+    super::instances::remove_all_of(&txn, scope.org_id(), user_id).await?;
     let deleted = external_user::Entity::delete_many()
         .filter(external_user::Column::Id.eq(user_id.0))
         .filter(external_user::Column::OrgId.eq(scope.org_id().0))

@@ -35,6 +35,19 @@ connection_names!(
     "AuthenticationEdge"
 );
 connection_names!(ServiceConnectionName, ServiceEdgeName, "ServiceConnection", "ServiceConnectionEdge");
+connection_names!(SolutionConnectionName, SolutionEdgeName, "SolutionConnection", "SolutionConnectionEdge");
+connection_names!(
+    SolutionInstanceConnectionName,
+    SolutionInstanceEdgeName,
+    "SolutionInstanceConnection",
+    "SolutionInstanceConnectionEdge"
+);
+connection_names!(
+    WorkflowInstanceConnectionName,
+    WorkflowInstanceEdgeName,
+    "WorkflowInstanceConnection",
+    "WorkflowInstanceConnectionEdge"
+);
 connection_names!(AuditEventConnectionName, AuditEventEdgeName, "AuditEventConnection", "AuditEventConnectionEdge");
 
 /// A connection with the contract's names and no `nodes` shortcut field.

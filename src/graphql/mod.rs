@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod connection;
 pub mod guard;
 pub mod scalars;
+pub mod solutions;
 pub mod users;
 pub mod viewer;
 
@@ -44,7 +45,12 @@ pub struct Query(
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, authentications::AuthenticationsMutation);
+pub struct Mutation(
+    users::UsersMutation,
+    catalog::CatalogMutation,
+    authentications::AuthenticationsMutation,
+    solutions::SolutionsMutation,
+);
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -23,7 +23,7 @@ pub struct UserDetails {
 
 /// The caller's own view; each area contributes its fields.
 #[derive(MergedObject, Default)]
-pub struct Viewer(ViewerDetails, super::authentications::ViewerAuthentications);
+pub struct Viewer(ViewerDetails, super::authentications::ViewerAuthentications, super::solutions::ViewerSolutions);
 
 #[derive(Default)]
 pub struct ViewerDetails;

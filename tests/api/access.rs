@@ -38,6 +38,10 @@ enum Target {
     Service,
     /// A custom environment of organization A.
     Environment,
+    /// A published solution of organization A.
+    Solution,
+    /// A solution instance owned by end user 1 of organization A.
+    Instance,
 }
 
 struct Row {
@@ -53,7 +57,7 @@ const fn row(ty: &'static str, field: &'static str, access: Access, target: Targ
 }
 
 use Access::{Master, MasterOrUser, User};
-use Target::{Authentication, Environment, Nothing, Service};
+use Target::{Authentication, Environment, Instance, Nothing, Service, Solution};
 
 /// `$env` and `$svc` are the built-in Zendesk environment and service.
 const TABLE: &[Row] = &[
@@ -183,6 +187,70 @@ const TABLE: &[Row] = &[
         Environment,
         "mutation($id: ID!) { removeServiceEnvironment(input: {serviceEnvironmentId: $id}) { clientMutationId } }",
     ),
+    row("Viewer", "solutions", MasterOrUser, Nothing, "{ viewer { solutions { edges { node { id } } } } }"),
+    row(
+        "Viewer",
+        "solutionInstances",
+        MasterOrUser,
+        Nothing,
+        "{ viewer { solutionInstances { totalCount edges { node { id } } } } }",
+    ),
+    row(
+        "Mutation",
+        "createSolution",
+        Master,
+        Nothing,
+        "mutation { createSolution(input: {title: \"New\"}) { solution { id } } }",
+    ),
+    row(
+        "Mutation",
+        "updateSolution",
+        Master,
+        Solution,
+        "mutation($id: ID!) { updateSolution(input: {solutionId: $id, title: \"changed\"}) { solution { id } } }",
+    ),
+    row(
+        "Mutation",
+        "publishSolution",
+        Master,
+        Solution,
+        "mutation($id: ID!) { publishSolution(input: {solutionId: $id}) { solution { id } } }",
+    ),
+    row(
+        "Mutation",
+        "removeSolution",
+        Master,
+        Solution,
+        "mutation($id: ID!) { removeSolution(input: {solutionId: $id}) { clientMutationId } }",
+    ),
+    row(
+        "Mutation",
+        "createSolutionInstance",
+        User,
+        Solution,
+        "mutation($id: ID!) { createSolutionInstance(input: {solutionId: $id, instanceName: \"mine\"}) { solutionInstance { id } } }",
+    ),
+    row(
+        "Mutation",
+        "updateSolutionInstance",
+        User,
+        Instance,
+        "mutation($id: ID!) { updateSolutionInstance(input: {solutionInstanceId: $id, instanceName: \"changed\"}) { solutionInstance { id } } }",
+    ),
+    row(
+        "Mutation",
+        "upgradeSolutionInstance",
+        User,
+        Instance,
+        "mutation($id: ID!) { upgradeSolutionInstance(input: {solutionInstanceId: $id}) { solutionInstance { id } } }",
+    ),
+    row(
+        "Mutation",
+        "removeSolutionInstance",
+        User,
+        Instance,
+        "mutation($id: ID!) { removeSolutionInstance(input: {solutionInstanceId: $id}) { clientMutationId } }",
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +291,9 @@ fn expected(row: &Row, caller: Caller) -> Option<&'static str> {
         Target::Nothing => true,
         Target::User | Target::Service | Target::Environment => caller == MasterA,
         Target::Authentication => matches!(caller, MasterA | User1A),
+        // Any end user of organization A may instantiate its published solutions.
+        Target::Solution => matches!(caller, MasterA | User1A | User2A),
+        Target::Instance => caller == User1A,
     };
     if finds { None } else { Some("NOT_FOUND") }
 }
@@ -283,6 +354,11 @@ impl Fixture {
                 json!(server.import_zendesk(&self.user1_token, &self.zendesk_env, "target").await)
             }
             Target::Service => json!(server.create_custom_service(master, &format!("svc-{tag}")).await),
+            Target::Solution => json!(server.publish_solution(master, "Acme sync").await),
+            Target::Instance => {
+                let solution = server.publish_solution(master, "Acme sync").await;
+                json!(server.create_instance(&self.user1_token, &solution, "target").await)
+            }
             Target::Environment => {
                 let service = server.create_custom_service(master, &format!("svc-{tag}")).await;
                 let data = server
@@ -326,6 +402,23 @@ impl Fixture {
                 let data = server.ok(&server.master, query, json!({"s": format!("svc-{tag}")})).await;
                 let environments = data["serviceEnvironments"].as_array().unwrap().clone();
                 environments.iter().any(|environment| &environment["id"] == id && environment["title"] == "Own")
+            }
+            Target::Solution => {
+                let data = server
+                    .ok(
+                        &server.master,
+                        "{ viewer { solutions(first: 100) { edges { node { id title } } } } }",
+                        json!({}),
+                    )
+                    .await;
+                let edges = data["viewer"]["solutions"]["edges"].as_array().unwrap().clone();
+                edges.iter().any(|edge| &edge["node"]["id"] == id && edge["node"]["title"] == "Acme sync")
+            }
+            Target::Instance => {
+                let query =
+                    "query($id: ID) { viewer { solutionInstances(criteria: {id: $id}) { edges { node { name } } } } }";
+                let data = server.ok(&self.user1_token, query, json!({"id": id})).await;
+                data["viewer"]["solutionInstances"]["edges"][0]["node"]["name"] == "target"
             }
             Target::Nothing => true,
         }

@@ -10,6 +10,7 @@ mod catalog;
 mod http;
 mod rest;
 mod schema;
+mod solutions;
 mod startup;
 mod support;
 mod users;

@@ -263,6 +263,33 @@ impl TestServer {
         data["createService"]["service"]["id"].as_str().unwrap().to_owned()
     }
 
+    /// Creates and publishes a solution with no slots; returns its id.
+    pub async fn publish_solution(&self, master: &str, title: &str) -> String {
+        let data = self
+            .ok(master, "mutation($t: String!) { createSolution(input: {title: $t, workflows: [{name: \"Sync\"}]}) { solution { id } } }", json!({"t": title}))
+            .await;
+        let id = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+        self.ok(
+            master,
+            "mutation($id: ID!) { publishSolution(input: {solutionId: $id}) { solution { version } } }",
+            json!({"id": id}),
+        )
+        .await;
+        id
+    }
+
+    /// Creates a solution instance with a user token; returns its id.
+    pub async fn create_instance(&self, user_token: &str, solution: &str, name: &str) -> String {
+        let data = self
+            .ok(
+                user_token,
+                "mutation($s: ID!, $n: String!) { createSolutionInstance(input: {solutionId: $s, instanceName: $n}) { solutionInstance { id } } }",
+                json!({"s": solution, "n": name}),
+            )
+            .await;
+        data["createSolutionInstance"]["solutionInstance"]["id"].as_str().unwrap().to_owned()
+    }
+
     /// A REST call; returns the status and the JSON body (`null` when empty).
     pub async fn rest(
         &self,
