@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{Authenticator, UserTokens},
     config::Config,
-    crypto::{self, EncryptionKey, Keyring},
+    crypto::{self, EncryptionKey, Keyring, KeyringHandle},
     db,
     domain::{
         catalog,
@@ -38,7 +38,7 @@ const JWT_SECRET_FILE: &str = "jwt.secret";
 
 pub struct App {
     pub state: AppState,
-    pub keyring: Arc<Keyring>,
+    pub keyring: Arc<KeyringHandle>,
     /// Set on the very first start: the default organization and its master token.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -51,7 +51,7 @@ impl App {
         let db = db::connect(&config.database_url, config.database_kind).await?;
         db::migrate(&db).await?;
 
-        let keyring = Arc::new(load_keyring(config)?);
+        let keyring = load_keyring(config)?;
         installation::verify_keyring(&db, &keyring).await?;
         let services = catalog::load_builtin(&db).await.context("cannot load the built-in service catalog")?;
         tracing::debug!(services, "built-in service catalog loaded");
@@ -61,6 +61,8 @@ impl App {
         let bootstrap =
             installation::bootstrap(&db).await.map_err(|err| anyhow::anyhow!("first-start setup failed: {err:?}"))?;
         let limits = Limits { introspection: config.introspection, ..Limits::default() };
+        let followed_file = config.encryption_key.is_none().then(|| key_file(config));
+        let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
         let state = state(db, user_tokens, keyring.clone(), &limits);
         Ok(Self { state, keyring, bootstrap })
     }
@@ -100,7 +102,7 @@ impl App {
     }
 }
 
-fn state(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<Keyring>, limits: &Limits) -> AppState {
+fn state(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<KeyringHandle>, limits: &Limits) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
     AppState { schema, authenticator, db, keyring }
@@ -202,4 +204,44 @@ fn load_jwt_secret(config: &Config) -> anyhow::Result<SecretString> {
         "generated a new JWT signing secret in the data dir; production should supply LATCHKEY_JWT_SECRET from outside the data dir"
     );
     Ok(secret.into())
+}
+
+/// Where the encryption keys come from.
+pub enum KeySource {
+    /// `LATCHKEY_ENCRYPTION_KEY`: the operator manages the list.
+    Environment,
+    /// The data dir's key file, which `latchkey keys` rewrites.
+    File(PathBuf),
+}
+
+pub fn key_source(config: &Config) -> KeySource {
+    match config.encryption_key {
+        Some(_) => KeySource::Environment,
+        None => KeySource::File(key_file(config)),
+    }
+}
+
+/// The keyring for an operator command: never generates a key.
+pub fn existing_keyring(config: &Config) -> anyhow::Result<Keyring> {
+    match key_source(config) {
+        KeySource::Environment => load_keyring(config),
+        KeySource::File(path) => {
+            let text = read_secret_file(&path)?.with_context(|| format!("no key file at {}", path.display()))?;
+            Keyring::parse(text.expose_secret())
+                .map_err(|err| anyhow::anyhow!("invalid key file {}: {err}", path.display()))
+        }
+    }
+}
+
+/// Replaces the key file atomically: a private temporary file in the same directory,
+/// synced, then renamed over the old one, so a crash leaves the old or the new file whole.
+pub fn write_key_file(path: &Path, keyring: &Keyring) -> anyhow::Result<()> {
+    let temporary = path.with_extension("keys.new");
+    let _ = fs::remove_file(&temporary);
+    write_secret_file(&temporary, &keyring.to_text())?;
+    fs::rename(&temporary, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|dir| dir.sync_all()).ok();
+    }
+    Ok(())
 }

@@ -29,7 +29,7 @@ use tracing::{Instrument, Level};
 
 use crate::{
     auth::{Authenticator, Principal},
-    crypto::Keyring,
+    crypto::KeyringHandle,
     error::{Code, Error},
     graphql::LatchkeySchema,
 };
@@ -46,7 +46,7 @@ pub struct AppState {
     pub schema: LatchkeySchema,
     pub authenticator: Authenticator,
     pub db: DatabaseConnection,
-    pub keyring: Arc<Keyring>,
+    pub keyring: Arc<KeyringHandle>,
 }
 
 impl FromRef<AppState> for Authenticator {

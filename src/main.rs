@@ -5,11 +5,16 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use latchkey::{
-    App, Config,
+    App, Config, app,
     auth::master_tokens,
     config::RawConfig,
+    crypto::{EncryptionKey, Keyring},
     db,
-    domain::{audit, installation::DEFAULT_ORG_NAME, orgs},
+    domain::{
+        audit,
+        installation::{self, DEFAULT_ORG_NAME},
+        keys, orgs,
+    },
     ids::{MasterTokenId, OrgId},
 };
 use sea_orm::DatabaseConnection;
@@ -66,8 +71,34 @@ enum Command {
     /// Manage master tokens
     #[command(subcommand, name = "master-token")]
     MasterToken(MasterTokenCommand),
+    /// Manage encryption keys: list, rotate, retire
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the GraphQL schema (SDL)
     Schema,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys of the ring, the active one first, with how many rows each seals
+    List,
+    /// Re-seal every stored secret under a new active key, online
+    ///
+    /// With keys in the data dir's key file, this generates a new key, writes it to the
+    /// file as the active key (keeping the old ones), then re-seals every row in batches;
+    /// running servers pick the new file up by themselves. It is safe to kill and run again.
+    ///
+    /// With LATCHKEY_ENCRYPTION_KEY, put the new key first on every replica (`NEW,OLD`),
+    /// then run this to re-seal every row under it, then `latchkey keys retire OLD_ID`,
+    /// then deploy `NEW` alone.
+    #[command(verbatim_doc_comment)]
+    Rotate {
+        /// Rows re-sealed per transaction
+        #[arg(long, default_value_t = 500)]
+        batch: u64,
+    },
+    /// Drop a key that no row uses any more
+    Retire { key_id: String },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +107,13 @@ enum OrgCommand {
     Create { name: String },
     /// List organizations
     List,
+    /// Allow (on) or forbid (off) end users to read their own credentials back
+    FullReads {
+        /// Organization id or name
+        org: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +191,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Org(command) => org(command, &operator_db(&config).await?).await,
         Command::MasterToken(command) => master_token(command, &operator_db(&config).await?).await,
+        Command::Keys(command) => keys(command, &config).await,
     }
 }
 
@@ -209,6 +248,15 @@ async fn org(command: OrgCommand, db: &DatabaseConnection) -> anyhow::Result<()>
                 secret.expose_secret()
             );
         }
+        OrgCommand::FullReads { org, state } => {
+            let org = find_org(db, &org).await?;
+            let org = orgs::set_full_reads(db, org.id, state == "on").await?;
+            eprintln!(
+                "latchkey: full reads for {:?} are {}",
+                org.name,
+                if org.full_reads_enabled { "on" } else { "off" }
+            );
+        }
         OrgCommand::List => {
             for org in orgs::list(db).await? {
                 println!("{}\t{}\tfull reads {}", org.id, org.name, if org.full_reads_enabled { "on" } else { "off" });
@@ -243,6 +291,55 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
             let token = master_tokens::revoke(db, MasterTokenId::parse(&id)?).await?;
             audit::record(db, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
             eprintln!("latchkey: master token {} revoked", token.id);
+        }
+    }
+    Ok(())
+}
+
+async fn keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    let db = operator_db(config).await?;
+    let keyring = app::existing_keyring(config)?;
+    match command {
+        KeysCommand::List => {
+            for (index, key) in keyring.keys().iter().enumerate() {
+                let role = if index == 0 { "active" } else { "retired" };
+                println!("{}\t{role}\t{} row(s)", key.id(), keys::usage(&db, key.id()).await?);
+            }
+        }
+        KeysCommand::Rotate { batch } => {
+            let keyring = match app::key_source(config) {
+                app::KeySource::File(path) => {
+                    let mut ring = vec![EncryptionKey::generate()];
+                    ring.extend(keyring.keys().iter().map(|key| EncryptionKey::from_bytes(*key.expose())));
+                    let ring = Keyring::from_keys(ring)?;
+                    app::write_key_file(&path, &ring)?;
+                    eprintln!("latchkey: new active key {} written to {}", ring.active().id(), path.display());
+                    ring
+                }
+                app::KeySource::Environment => keyring,
+            };
+            installation::verify_keyring(&db, &keyring).await?;
+            let moved =
+                keys::reseal_all(&db, &keyring, batch, |done| eprintln!("latchkey: {done} row(s) re-sealed")).await?;
+            eprintln!("latchkey: done; {moved} row(s) re-sealed under key {}", keyring.active().id());
+        }
+        KeysCommand::Retire { key_id } => {
+            keys::retire(&db, &keyring, &key_id).await?;
+            match app::key_source(config) {
+                app::KeySource::File(path) => {
+                    let rest: Vec<EncryptionKey> = keyring
+                        .keys()
+                        .iter()
+                        .filter(|key| key.id() != key_id)
+                        .map(|key| EncryptionKey::from_bytes(*key.expose()))
+                        .collect();
+                    app::write_key_file(&path, &Keyring::from_keys(rest)?)?;
+                    eprintln!("latchkey: key {key_id} retired and removed from {}", path.display());
+                }
+                app::KeySource::Environment => {
+                    eprintln!("latchkey: key {key_id} retired; now remove it from LATCHKEY_ENCRYPTION_KEY");
+                }
+            }
         }
     }
     Ok(())

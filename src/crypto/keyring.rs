@@ -150,6 +150,60 @@ impl Keyring {
     }
 }
 
+/// The keyring a running server uses. When keys live in the data dir's key file, a
+/// rotation by the command line rewrites that file; the handle notices (at most every few
+/// seconds, and at once when it meets an unknown key id), so rows re-sealed under a new
+/// key stay readable without a restart.
+pub struct KeyringHandle {
+    file: Option<std::path::PathBuf>,
+    state: std::sync::RwLock<(std::sync::Arc<Keyring>, std::time::Instant)>,
+}
+
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl KeyringHandle {
+    /// `file` is the key file to follow, or `None` when keys come from the environment.
+    pub fn new(keyring: Keyring, file: Option<std::path::PathBuf>) -> Self {
+        Self { file, state: std::sync::RwLock::new((std::sync::Arc::new(keyring), std::time::Instant::now())) }
+    }
+
+    /// The current keyring, re-read from its file when the last look is old.
+    pub fn current(&self) -> std::sync::Arc<Keyring> {
+        let stale = self.state.read().map(|state| state.1.elapsed() >= RECHECK).unwrap_or(true);
+        if stale {
+            self.reload();
+        }
+        self.state.read().map(|state| state.0.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().0.clone())
+    }
+
+    /// Re-reads the key file now. A file that fails to parse keeps the keyring in use.
+    pub fn reload(&self) {
+        let Some(path) = &self.file else { return };
+        let parsed = std::fs::read_to_string(path).ok().and_then(|text| Keyring::parse(&text).ok());
+        if let Ok(mut state) = self.state.write() {
+            if let Some(keyring) = parsed {
+                state.0 = std::sync::Arc::new(keyring);
+            }
+            state.1 = std::time::Instant::now();
+        }
+    }
+
+    /// Opens an envelope; an unknown key id makes it re-read the key file once and retry.
+    pub fn open(
+        &self,
+        binding: &super::envelope::Binding<'_>,
+        sealed: &[u8],
+    ) -> Result<SecretBox<Vec<u8>>, super::envelope::EnvelopeError> {
+        match super::envelope::open(&self.current(), binding, sealed) {
+            Err(super::envelope::EnvelopeError::UnknownKey(_)) if self.file.is_some() => {
+                self.reload();
+                super::envelope::open(&self.current(), binding, sealed)
+            }
+            other => other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use envelope::{Binding, EnvelopeError};
-pub use keyring::{EncryptionKey, Keyring, KeyringError};
+pub use keyring::{EncryptionKey, Keyring, KeyringError, KeyringHandle};
 
 /// Bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

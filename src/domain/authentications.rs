@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     auth::{Caller, UserScope},
-    crypto::{Keyring, Sensitive, envelope},
+    crypto::{Keyring, KeyringHandle, Sensitive, envelope},
     error::{Error, Result},
     ids::{AuthenticationId, EnvironmentId, OrgId, ServiceId, UserId},
 };
@@ -368,12 +368,12 @@ pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: Authenticat
     Ok(())
 }
 
-fn open_json(keyring: &Keyring, row: &authentication::Model, field: Field) -> Result<Sensitive<Value>> {
+fn open_json(keyring: &KeyringHandle, row: &authentication::Model, field: Field) -> Result<Sensitive<Value>> {
     let sealed = match field {
         Field::Credentials => &row.credentials,
         Field::UserData => &row.user_data,
     };
-    let plaintext = envelope::open(keyring, &binding(row, field), sealed).map_err(|err| {
+    let plaintext = keyring.open(&binding(row, field), sealed).map_err(|err| {
         Error::internal(anyhow::anyhow!("authentication {} {} failed to open: {err}", row.id, field.name()))
     })?;
     let value = serde_json::from_slice(plaintext.expose_secret())
@@ -385,7 +385,7 @@ fn open_json(keyring: &Keyring, row: &authentication::Model, field: Field) -> Re
 /// enabled full reads. Every read is audited.
 pub async fn read_full(
     db: &DatabaseConnection,
-    keyring: &Keyring,
+    keyring: &KeyringHandle,
     scope: &UserScope,
     id: AuthenticationId,
 ) -> Result<FullAuthentication> {

@@ -52,3 +52,14 @@ pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<Organization>> {
     let rows = organization::Entity::find().order_by_asc(organization::Column::Id).all(conn).await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
+
+/// Turns full reads of authentications on or off for an organization (operator only).
+pub async fn set_full_reads(conn: &impl ConnectionTrait, id: OrgId, enabled: bool) -> Result<Organization> {
+    let row = organization::Entity::find_by_id(id.0).one(conn).await?.ok_or(Error::NotFound("organization"))?;
+    let mut active: organization::ActiveModel = row.into();
+    active.full_reads_enabled = Set(enabled);
+    let row = organization::Entity::update(active).exec(conn).await?;
+    let action = if enabled { "organization.full_reads_enabled" } else { "organization.full_reads_disabled" };
+    super::audit::record(conn, id, super::audit::Actor::System, action, Some(id.0)).await?;
+    Ok(row.into())
+}

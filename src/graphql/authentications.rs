@@ -173,7 +173,8 @@ impl AuthenticationsQuery {
     async fn authentication_credentials(&self, ctx: &Context<'_>, id: ID) -> Result<AuthenticationCredentials> {
         let scope = principal(ctx).user()?;
         let full =
-            authentications::read_full(db(ctx), services(ctx).keyring(), scope, AuthenticationId::parse(&id)?).await?;
+            authentications::read_full(db(ctx), services(ctx).keyring_handle(), scope, AuthenticationId::parse(&id)?)
+                .await?;
         Ok(AuthenticationCredentials {
             authentication_id: ID(full.authentication.id.to_string()),
             data: Json(full.credentials.expose().clone()),
@@ -206,7 +207,7 @@ impl AuthenticationsMutation {
             hidden: input.hidden,
             custom_fields: input.custom_fields.map(|json| json.0),
         };
-        let created = authentications::create(db(ctx), services(ctx).keyring(), caller, new).await?;
+        let created = authentications::create(db(ctx), &services(ctx).keyring(), caller, new).await?;
         Ok(CreateUserAuthenticationPayload {
             authentication_id: ID(created.id.to_string()),
             client_mutation_id: input.client_mutation_id,
@@ -229,7 +230,7 @@ impl AuthenticationsMutation {
             custom_fields: input.custom_fields.map(|json| json.0),
         };
         let id = AuthenticationId::parse(&input.authentication_id)?;
-        let updated = authentications::replace(db(ctx), services(ctx).keyring(), caller, id, replacement).await?;
+        let updated = authentications::replace(db(ctx), &services(ctx).keyring(), caller, id, replacement).await?;
         Ok(UpdateUserAuthenticationPayload {
             authentication: updated.into(),
             client_mutation_id: input.client_mutation_id,

@@ -352,7 +352,8 @@ impl CatalogMutation {
             oauth_app: input.oauth_app.map(Into::into),
         };
         let service_id = ServiceId::parse(&input.service_id)?;
-        let environment = catalog::create_environment(db(ctx), services(ctx).keyring(), scope, service_id, new).await?;
+        let environment =
+            catalog::create_environment(db(ctx), &services(ctx).keyring(), scope, service_id, new).await?;
         Ok(CreateServiceEnvironmentPayload {
             service_environment: environment.into(),
             client_mutation_id: input.client_mutation_id,
@@ -375,7 +376,7 @@ impl CatalogMutation {
             oauth_app: input.oauth_app.map(Into::into),
         };
         let id = EnvironmentId::parse(&input.service_environment_id)?;
-        let environment = catalog::update_environment(db(ctx), services(ctx).keyring(), scope, id, patch).await?;
+        let environment = catalog::update_environment(db(ctx), &services(ctx).keyring(), scope, id, patch).await?;
         Ok(UpdateServiceEnvironmentPayload {
             service_environment: environment.into(),
             client_mutation_id: input.client_mutation_id,

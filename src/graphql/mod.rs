@@ -30,7 +30,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::{Principal, UserTokens},
-    crypto::Keyring,
+    crypto::{Keyring, KeyringHandle},
     domain::pagination::PageRequest,
     error::Error,
 };
@@ -59,15 +59,20 @@ pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 pub struct Services {
     pub db: DatabaseConnection,
     user_tokens: UserTokens,
-    keyring: Arc<Keyring>,
+    keyring: Arc<KeyringHandle>,
 }
 
 impl Services {
-    pub fn new(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<Keyring>) -> Self {
+    pub fn new(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<KeyringHandle>) -> Self {
         Self { db, user_tokens, keyring }
     }
 
-    pub fn keyring(&self) -> &Keyring {
+    /// The keyring in force now (it follows a rotation of the key file).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.current()
+    }
+
+    pub fn keyring_handle(&self) -> &KeyringHandle {
         &self.keyring
     }
 

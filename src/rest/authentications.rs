@@ -66,7 +66,7 @@ pub async fn create(
         hidden: body.hidden,
         custom_fields: body.custom_fields,
     };
-    let created = authentications::create(&state.db, &state.keyring, caller, new).await?;
+    let created = authentications::create(&state.db, &state.keyring.current(), caller, new).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": created.id.to_string()}))))
 }
 
@@ -100,7 +100,7 @@ pub async fn replace(
         scopes: body.scopes,
         custom_fields: body.custom_fields,
     };
-    let updated = authentications::replace(&state.db, &state.keyring, caller, id, replacement).await?;
+    let updated = authentications::replace(&state.db, &state.keyring.current(), caller, id, replacement).await?;
     Ok(Json(metadata(&updated)))
 }
 

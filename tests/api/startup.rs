@@ -36,7 +36,7 @@ async fn generated_keys_are_private_files_and_are_reused() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
     let again = App::build(&storage.config(|_| {})).await.unwrap();
-    assert_eq!(app.keyring.active().id(), again.keyring.active().id());
+    assert_eq!(app.keyring.current().active().id(), again.keyring.current().active().id());
 }
 
 #[tokio::test]
