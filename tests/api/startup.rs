@@ -118,3 +118,63 @@ async fn tokens_and_keys_appear_nowhere_in_the_database_files_or_the_logs() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_master_token_rotates_without_downtime() {
+    let server = TestServer::start().await;
+    let org = latchkey::ids::OrgId(server.org_of(&server.master).await);
+    let (_, new_token) = latchkey::auth::master_tokens::create(&server.db, org, "rotation").await.unwrap();
+    let new_token = new_token.expose_secret().to_owned();
+    let details = "{ viewer { details { name } } }";
+    server.ok(&server.master, details, json!({})).await;
+    server.ok(&new_token, details, json!({})).await;
+    let tokens = latchkey::auth::master_tokens::list(&server.db, org).await.unwrap();
+    assert_eq!(tokens.len(), 2);
+    latchkey::auth::master_tokens::revoke(&server.db, tokens[0].id).await.unwrap();
+    let refused = server.graphql(Some(&server.master), details, json!({})).await;
+    assert_eq!(crate::support::error_code(&refused).as_deref(), Some("UNAUTHENTICATED"));
+    server.ok(&new_token, details, json!({})).await;
+}
+
+/// Runs `latchkey` until it says it is serving; returns what it printed on stderr.
+fn serve_once(storage: &Storage) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .env("LATCHKEY_DATA_DIR", storage.dir.path())
+        .env("LATCHKEY_BIND", "127.0.0.1:0")
+        .env("LATCHKEY_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    if let Some(url) = &storage.database_url {
+        command.env("LATCHKEY_DATABASE_URL", url);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut printed = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("latchkey is serving") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    printed
+}
+
+#[tokio::test]
+async fn the_binary_prints_the_master_token_on_first_start_only() {
+    let storage = Storage::new().await;
+    let first = serve_once(&storage);
+    let token =
+        first.split_whitespace().find(|word| word.starts_with("lk_master_")).expect("the first start prints a token");
+    assert!(first.contains("Authorization: Bearer"), "with a hint on how to use it");
+    let second = serve_once(&storage);
+    assert!(!second.contains("lk_master_"), "later starts never print it");
+    assert!(second.contains("latchkey is serving"));
+    // The printed token works.
+    let app = App::build(&storage.config(|_| {})).await.unwrap();
+    let principal = app.state.authenticator.authenticate(Some(&format!("Bearer {token}"))).await.unwrap();
+    assert!(matches!(principal, latchkey::auth::Principal::Master(_)));
+}
