@@ -245,3 +245,26 @@ pub fn write_key_file(path: &Path, keyring: &Keyring) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Takes an exclusive lock beside the key file for as long as the returned file is kept,
+/// or fails at once when another `latchkey keys` command holds it. Two rotations racing
+/// would each write the file with their own new key, and the last rename would drop the
+/// key the other one re-sealed rows under. The lock is advisory and released by the
+/// operating system when the process ends, so a killed command never leaves it stale.
+pub fn lock_key_file(path: &Path) -> anyhow::Result<fs::File> {
+    let lock_path = path.with_extension("keys.lock");
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => {
+            bail!("another `latchkey keys` command is running on {}; wait for it to finish", path.display())
+        }
+        Err(fs::TryLockError::Error(err)) => Err(err).with_context(|| format!("cannot lock {}", lock_path.display())),
+    }
+}

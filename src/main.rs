@@ -81,23 +81,47 @@ enum Command {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// List the keys of the ring, the active one first, with how many rows each seals
+    ///
+    /// Key ids that rows are sealed under but that are missing from the ring are listed
+    /// too, marked MISSING: those rows cannot be opened until the key is supplied again.
     List,
     /// Re-seal every stored secret under a new active key, online
     ///
-    /// With keys in the data dir's key file, this generates a new key, writes it to the
-    /// file as the active key (keeping the old ones), then re-seals every row in batches;
-    /// running servers pick the new file up by themselves. It is safe to kill and run again.
+    /// Keys in the data dir's key file (no LATCHKEY_ENCRYPTION_KEY):
+    ///   generates a new key, writes the file as NEW followed by the old keys (atomically,
+    ///   before any row changes), then re-seals every row in batches. Running servers on
+    ///   this data dir pick the new file up by themselves. Then `latchkey keys retire OLD_ID`
+    ///   drops the old key from the file once nothing uses it.
     ///
-    /// With LATCHKEY_ENCRYPTION_KEY, put the new key first on every replica (`NEW,OLD`),
-    /// then run this to re-seal every row under it, then `latchkey keys retire OLD_ID`,
-    /// then deploy `NEW` alone.
+    /// Keys in LATCHKEY_ENCRYPTION_KEY (the first key is the active one):
+    ///   nothing is generated; every row is re-sealed under the first key given. With
+    ///   several replicas, rotate like this:
+    ///     1. generate a key (`openssl rand -base64 32`) and deploy `NEW,OLD` to every
+    ///        replica; from then on they seal with NEW and still open OLD;
+    ///     2. run `latchkey keys rotate` with LATCHKEY_ENCRYPTION_KEY=NEW,OLD;
+    ///     3. run `latchkey keys retire OLD_ID` (ids are shown by `latchkey keys list`);
+    ///     4. deploy `NEW` alone.
+    ///   Never deploy `OLD,NEW`: replicas would keep sealing with OLD.
+    ///
+    /// Each batch is one transaction, and a row a server changes meanwhile is never
+    /// overwritten. It is safe to kill at any moment: every row stays readable with the
+    /// key ring, and running the command again finishes the work.
     #[command(verbatim_doc_comment)]
     Rotate {
         /// Rows re-sealed per transaction
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
         batch: u64,
+        /// Finish an interrupted rotation under the current active key instead of
+        /// generating another one (key file only; with LATCHKEY_ENCRYPTION_KEY nothing is
+        /// ever generated)
+        #[arg(long)]
+        resume: bool,
     },
     /// Drop a key that no row uses any more
+    ///
+    /// Refused for the active key and while any row is still sealed under the key. With
+    /// the key file, the key is also removed from the file; with LATCHKEY_ENCRYPTION_KEY,
+    /// remove it from the variable yourself on every replica afterwards.
     Retire { key_id: String },
 }
 
@@ -297,49 +321,111 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
 }
 
 async fn keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    let source = app::key_source(config);
+    // Held until the command ends, so no other rotate or retire rewrites the key file
+    // meanwhile; `list` only reads, and stays usable to watch a rotation's progress.
+    let _lock = match (&source, &command) {
+        (_, KeysCommand::List) | (app::KeySource::Environment, _) => None,
+        (app::KeySource::File(path), _) => Some(app::lock_key_file(path)?),
+    };
     let db = operator_db(config).await?;
     let keyring = app::existing_keyring(config)?;
     match command {
-        KeysCommand::List => {
-            for (index, key) in keyring.keys().iter().enumerate() {
-                let role = if index == 0 { "active" } else { "retired" };
-                println!("{}\t{role}\t{} row(s)", key.id(), keys::usage(&db, key.id()).await?);
-            }
+        KeysCommand::List => list_keys(&db, &keyring).await,
+        KeysCommand::Rotate { batch, resume } => rotate_keys(&db, keyring, &source, batch, resume).await,
+        KeysCommand::Retire { key_id } => retire_key(&db, &keyring, &source, &key_id).await,
+    }
+}
+
+async fn list_keys(db: &DatabaseConnection, keyring: &Keyring) -> anyhow::Result<()> {
+    let usage = keys::usage(db).await?;
+    let rows_of = |id: &str| usage.iter().find(|(key_id, _)| key_id == id).map_or(0, |(_, rows)| *rows);
+    for (index, key) in keyring.keys().iter().enumerate() {
+        let role = if index == 0 { "active" } else { "retired" };
+        println!("{}\t{role}\t{} row(s)", key.id(), rows_of(key.id()));
+    }
+    for (key_id, rows) in usage.iter().filter(|(key_id, _)| keyring.get(key_id).is_none()) {
+        println!("{key_id}\tMISSING\t{rows} row(s)");
+    }
+    Ok(())
+}
+
+/// Copies a key (keys are deliberately not `Clone`, so copies are explicit).
+fn copy_key(key: &EncryptionKey) -> EncryptionKey {
+    EncryptionKey::from_bytes(*key.expose())
+}
+
+async fn rotate_keys(
+    db: &DatabaseConnection,
+    keyring: Keyring,
+    source: &app::KeySource,
+    batch: u64,
+    resume: bool,
+) -> anyhow::Result<()> {
+    // Checked before anything is written: a key file that does not belong to this
+    // database (say, the wrong data dir) must not grow a new key and re-seal nothing.
+    installation::verify_keyring(db, &keyring).await?;
+    let (keyring, generated) = match source {
+        app::KeySource::File(path) if !resume => {
+            let mut ring = vec![EncryptionKey::generate()];
+            ring.extend(keyring.keys().iter().map(copy_key));
+            let ring = Keyring::from_keys(ring)?;
+            // The file comes first: a row sealed under the new key is only ever written
+            // once the key is safely on disk, where servers and a rerun will find it.
+            app::write_key_file(path, &ring)?;
+            eprintln!("latchkey: new active key {} written to {}", ring.active().id(), path.display());
+            (ring, true)
         }
-        KeysCommand::Rotate { batch } => {
-            let keyring = match app::key_source(config) {
-                app::KeySource::File(path) => {
-                    let mut ring = vec![EncryptionKey::generate()];
-                    ring.extend(keyring.keys().iter().map(|key| EncryptionKey::from_bytes(*key.expose())));
-                    let ring = Keyring::from_keys(ring)?;
-                    app::write_key_file(&path, &ring)?;
-                    eprintln!("latchkey: new active key {} written to {}", ring.active().id(), path.display());
-                    ring
-                }
-                app::KeySource::Environment => keyring,
-            };
-            installation::verify_keyring(&db, &keyring).await?;
-            let moved =
-                keys::reseal_all(&db, &keyring, batch, |done| eprintln!("latchkey: {done} row(s) re-sealed")).await?;
-            eprintln!("latchkey: done; {moved} row(s) re-sealed under key {}", keyring.active().id());
+        _ => (keyring, false),
+    };
+    // Records the new key's fingerprint, so the database expects it from now on.
+    installation::verify_keyring(db, &keyring).await?;
+    let active = keyring.active().id().to_owned();
+    eprintln!("latchkey: re-sealing every row under key {active}, {batch} per transaction");
+    let moved =
+        keys::reseal_all_with_progress(db, &keyring, batch, |done| eprintln!("latchkey: {done} row(s) re-sealed"))
+            .await?;
+    if generated || moved > 0 {
+        keys::record_rotation(db).await?;
+    }
+    let left: u64 = keys::usage(db).await?.iter().filter(|(key_id, _)| *key_id != active).map(|(_, rows)| rows).sum();
+    eprintln!("latchkey: done; {moved} row(s) re-sealed under key {active}");
+    if left > 0 {
+        // A server that had not yet picked up the new key may have sealed a row under an
+        // old one while this ran; a second pass moves it.
+        eprintln!(
+            "latchkey: {left} row(s) are still sealed under other keys (changed while this ran); \
+             run `latchkey keys rotate --resume` to move them"
+        );
+    } else {
+        for key in keyring.keys().iter().skip(1) {
+            eprintln!("latchkey: key {} seals nothing now; `latchkey keys retire {}` drops it", key.id(), key.id());
         }
-        KeysCommand::Retire { key_id } => {
-            keys::retire(&db, &keyring, &key_id).await?;
-            match app::key_source(config) {
-                app::KeySource::File(path) => {
-                    let rest: Vec<EncryptionKey> = keyring
-                        .keys()
-                        .iter()
-                        .filter(|key| key.id() != key_id)
-                        .map(|key| EncryptionKey::from_bytes(*key.expose()))
-                        .collect();
-                    app::write_key_file(&path, &Keyring::from_keys(rest)?)?;
-                    eprintln!("latchkey: key {key_id} retired and removed from {}", path.display());
-                }
-                app::KeySource::Environment => {
-                    eprintln!("latchkey: key {key_id} retired; now remove it from LATCHKEY_ENCRYPTION_KEY");
-                }
+    }
+    Ok(())
+}
+
+async fn retire_key(
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+    source: &app::KeySource,
+    key_id: &str,
+) -> anyhow::Result<()> {
+    keys::retire(db, keyring, key_id).await?;
+    match source {
+        app::KeySource::File(path) => {
+            if keyring.get(key_id).is_some() {
+                let rest: Vec<EncryptionKey> =
+                    keyring.keys().iter().filter(|key| key.id() != key_id).map(copy_key).collect();
+                app::write_key_file(path, &Keyring::from_keys(rest)?)?;
             }
+            eprintln!("latchkey: key {key_id} retired and removed from {}", path.display());
+        }
+        app::KeySource::Environment => {
+            eprintln!(
+                "latchkey: key {key_id} retired; now remove it from LATCHKEY_ENCRYPTION_KEY on every replica \
+                 (keep the active key first)"
+            );
         }
     }
     Ok(())
