@@ -21,6 +21,7 @@ use crate::{
 
 /// How an environment authenticates.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "DomainType")]
 pub enum AuthenticationType {
     #[graphql(name = "token")]
     Token,
@@ -34,32 +35,6 @@ pub enum AuthenticationType {
     Oauth2clientCredentials,
     #[graphql(name = "builtin")]
     Builtin,
-}
-
-impl From<DomainType> for AuthenticationType {
-    fn from(kind: DomainType) -> Self {
-        match kind {
-            DomainType::Token => Self::Token,
-            DomainType::Oauth1 => Self::Oauth1,
-            DomainType::Oauth2 => Self::Oauth2,
-            DomainType::Oauth2password => Self::Oauth2password,
-            DomainType::Oauth2clientCredentials => Self::Oauth2clientCredentials,
-            DomainType::Builtin => Self::Builtin,
-        }
-    }
-}
-
-impl From<AuthenticationType> for DomainType {
-    fn from(kind: AuthenticationType) -> Self {
-        match kind {
-            AuthenticationType::Token => Self::Token,
-            AuthenticationType::Oauth1 => Self::Oauth1,
-            AuthenticationType::Oauth2 => Self::Oauth2,
-            AuthenticationType::Oauth2password => Self::Oauth2password,
-            AuthenticationType::Oauth2clientCredentials => Self::Oauth2clientCredentials,
-            AuthenticationType::Builtin => Self::Builtin,
-        }
-    }
 }
 
 #[derive(SimpleObject)]

@@ -30,6 +30,7 @@ use crate::{
 };
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "ValueType")]
 pub enum ConfigValueType {
     String,
     Number,
@@ -38,32 +39,6 @@ pub enum ConfigValueType {
     Array,
     /// One of the slot's `choices`.
     Choice,
-}
-
-impl From<ValueType> for ConfigValueType {
-    fn from(kind: ValueType) -> Self {
-        match kind {
-            ValueType::String => Self::String,
-            ValueType::Number => Self::Number,
-            ValueType::Boolean => Self::Boolean,
-            ValueType::Object => Self::Object,
-            ValueType::Array => Self::Array,
-            ValueType::Choice => Self::Choice,
-        }
-    }
-}
-
-impl From<ConfigValueType> for ValueType {
-    fn from(kind: ConfigValueType) -> Self {
-        match kind {
-            ConfigValueType::String => Self::String,
-            ConfigValueType::Number => Self::Number,
-            ConfigValueType::Boolean => Self::Boolean,
-            ConfigValueType::Object => Self::Object,
-            ConfigValueType::Array => Self::Array,
-            ConfigValueType::Choice => Self::Choice,
-        }
-    }
 }
 
 #[derive(SimpleObject, InputObject, Clone)]
