@@ -93,6 +93,15 @@ impl Access {
 }
 
 impl Principal {
+    /// How the caller is described in logs, without any identifier.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::Anonymous => "anonymous",
+            Principal::Master(_) => "master",
+            Principal::User(_) => "user",
+        }
+    }
+
     /// Refuses a caller the access rule does not admit.
     pub fn check(&self, access: Access) -> Result<()> {
         match (access, self) {
@@ -147,10 +156,6 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(db: DatabaseConnection, user_tokens: UserTokens) -> Self {
         Self { db, user_tokens }
-    }
-
-    pub fn user_tokens(&self) -> &UserTokens {
-        &self.user_tokens
     }
 
     /// Resolves the value of an `Authorization` header. Any refusal yields

@@ -313,10 +313,9 @@ pub async fn list(
     if let Some(service_id) = criteria.service_id {
         select = select.filter(authentication::Column::ServiceId.eq(service_id.0));
     }
-    let page = page.fetch(conn, select, authentication::Column::Id, |row| row.id).await?;
-    let (has_previous_page, has_next_page) = (page.has_previous_page, page.has_next_page);
-    let items = with_catalog(conn, page.items).await?;
-    Ok(Page { items, has_previous_page, has_next_page })
+    let mut page = page.fetch(conn, select, authentication::Column::Id, |row| row.id).await?;
+    let items = with_catalog(conn, std::mem::take(&mut page.items)).await?;
+    Ok(page.with_items(items))
 }
 
 /// Replaces name, credentials, user data, scopes and custom fields; the environment stays.

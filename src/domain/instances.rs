@@ -459,10 +459,9 @@ pub async fn list(
         select = select.filter(solution_instance::Column::SolutionId.eq(solution_id.0));
     }
     let total = select.clone().count(conn).await?;
-    let page = page.fetch(conn, select, solution_instance::Column::Id, |row| row.id).await?;
-    let (has_previous_page, has_next_page) = (page.has_previous_page, page.has_next_page);
-    let items = assemble(conn, caller.org_id(), page.items).await?;
-    Ok((Page { items, has_previous_page, has_next_page }, total))
+    let mut page = page.fetch(conn, select, solution_instance::Column::Id, |row| row.id).await?;
+    let items = assemble(conn, caller.org_id(), std::mem::take(&mut page.items)).await?;
+    Ok((page.with_items(items), total))
 }
 
 /// Loads values, solutions and the needed versions for rows, in four statements.

@@ -37,6 +37,11 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The same page bounds around other items (rows once their related data is loaded).
+    pub fn with_items<U>(&self, items: Vec<U>) -> Page<U> {
+        Page { items, has_previous_page: self.has_previous_page, has_next_page: self.has_next_page }
+    }
+
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {
             items: self.items.into_iter().map(f).collect(),
@@ -82,11 +87,6 @@ impl PageRequest {
             (None, None) => (Direction::Forward, DEFAULT_PAGE_SIZE),
         };
         Ok(Self { direction, size, after, before })
-    }
-
-    /// The first page of the default size.
-    pub fn first_page() -> Self {
-        Self { direction: Direction::Forward, size: DEFAULT_PAGE_SIZE, after: None, before: None }
     }
 
     /// Runs `select` (already filtered to what the caller may see) for this page, keyed

@@ -407,16 +407,15 @@ pub async fn list(
 async fn resolve(
     conn: &impl ConnectionTrait,
     caller: Caller<'_>,
-    page: Page<solution::Model>,
+    mut page: Page<solution::Model>,
 ) -> Result<Page<Solution>> {
-    let (has_previous_page, has_next_page) = (page.has_previous_page, page.has_next_page);
+    let rows = std::mem::take(&mut page.items);
     let items = match caller {
-        Caller::Master(_) => page.items.into_iter().map(master_view).collect::<Result<Vec<_>>>()?,
+        Caller::Master(_) => rows.into_iter().map(master_view).collect::<Result<Vec<_>>>()?,
         Caller::User(_) => {
-            let keys: Vec<_> = page.items.iter().map(|row| (row.id, row.latest_version)).collect();
+            let keys: Vec<_> = rows.iter().map(|row| (row.id, row.latest_version)).collect();
             let mut definitions = versions(conn, &keys).await?;
-            page.items
-                .into_iter()
+            rows.into_iter()
                 .map(|row| {
                     let definition = definitions
                         .remove(&(row.id, row.latest_version))
@@ -431,7 +430,7 @@ async fn resolve(
                 .collect::<Result<Vec<_>>>()?
         }
     };
-    Ok(Page { items, has_previous_page, has_next_page })
+    Ok(page.with_items(items))
 }
 
 /// Rows of the given solutions in the caller's organization, for instances.

@@ -5,7 +5,7 @@
 
 use async_graphql::{Context, Enum, Guard, TypeDirective};
 
-use crate::auth::{Access, Principal};
+use crate::auth::Access;
 
 impl Guard for Access {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
@@ -27,14 +27,3 @@ pub enum Token {
 /// Documents which token a field needs (enforced by the field's guard).
 #[TypeDirective(location = "FieldDefinition")]
 pub fn access(token: Token) {}
-
-impl Principal {
-    /// How a principal is described in logs, without any identifier.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Principal::Anonymous => "anonymous",
-            Principal::Master(_) => "master",
-            Principal::User(_) => "user",
-        }
-    }
-}
