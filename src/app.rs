@@ -105,7 +105,7 @@ impl App {
 fn state(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<KeyringHandle>, limits: &Limits) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
-    AppState { schema, authenticator, db, keyring }
+    AppState { schema, authenticator, db, keyring, documents: Arc::new(limits.document.clone()) }
 }
 
 /// SIGTERM or Ctrl-C.

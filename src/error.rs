@@ -5,31 +5,71 @@ use std::fmt;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Stable, greppable error codes. They appear as GraphQL `extensions.code` and as the
-/// REST `code` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Code {
-    Unauthenticated,
-    Forbidden,
-    NotFound,
-    BadUserInput,
-    Conflict,
-    RateLimited,
-    Internal,
+/// Declares every code a client can receive, each once, with its HTTP status and what it
+/// means; `docs/api.md` lists the same table (a test compares the two).
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])+ $variant:ident = ($name:literal, $status:literal),)+) => {
+        /// Stable, greppable error codes: GraphQL `extensions.code` and the REST `code` field.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl Code {
+            /// Every code, in the order of the table.
+            pub const ALL: &[Code] = &[$(Code::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)+
+                }
+            }
+
+            /// The HTTP status of an answer that carries this code.
+            pub fn http_status(self) -> u16 {
+                match self {
+                    $(Code::$variant => $status,)+
+                }
+            }
+
+            /// What the code means, as documented.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Code::$variant => concat!($($doc),+).trim_ascii(),)+
+                }
+            }
+        }
+    };
 }
 
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::Unauthenticated => "UNAUTHENTICATED",
-            Code::Forbidden => "FORBIDDEN",
-            Code::NotFound => "NOT_FOUND",
-            Code::BadUserInput => "BAD_USER_INPUT",
-            Code::Conflict => "CONFLICT",
-            Code::RateLimited => "RATE_LIMITED",
-            Code::Internal => "INTERNAL",
-        }
-    }
+codes! {
+    /// No token, or a token that is invalid, expired or revoked.
+    Unauthenticated = ("UNAUTHENTICATED", 401),
+    /// The token is valid but of the wrong kind for the operation.
+    Forbidden = ("FORBIDDEN", 403),
+    /// The object does not exist, or belongs to someone else.
+    NotFound = ("NOT_FOUND", 404),
+    /// An argument or body field is invalid; the message says which and why.
+    BadUserInput = ("BAD_USER_INPUT", 400),
+    /// The change conflicts with the current state (a duplicate, an object in use).
+    Conflict = ("CONFLICT", 409),
+    /// Too many requests for this token or address; retry after the hint.
+    RateLimited = ("RATE_LIMITED", 429),
+    /// The request is not a GraphQL-over-HTTP or REST request latchkey can read.
+    BadRequest = ("BAD_REQUEST", 400),
+    /// The request body is larger than the limit.
+    PayloadTooLarge = ("PAYLOAD_TOO_LARGE", 413),
+    /// The method is not allowed here, such as a mutation sent with GET.
+    MethodNotAllowed = ("METHOD_NOT_ALLOWED", 405),
+    /// The GraphQL document is not valid GraphQL syntax.
+    GraphqlParseFailed = ("GRAPHQL_PARSE_FAILED", 400),
+    /// The GraphQL document does not validate against the schema.
+    GraphqlValidationFailed = ("GRAPHQL_VALIDATION_FAILED", 400),
+    /// The GraphQL document passes a bound: length, nesting, depth, size with fragments
+    /// expanded, aliases, directives or complexity.
+    QueryTooComplex = ("QUERY_TOO_COMPLEX", 400),
+    /// Something failed inside latchkey; the cause is logged with the request id.
+    Internal = ("INTERNAL", 500),
 }
 
 impl fmt::Display for Code {
@@ -107,6 +147,16 @@ impl From<sea_orm::TransactionError<Error>> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_documented_with_its_status() {
+        let docs = include_str!("../docs/api.md");
+        for code in Code::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
+            assert!(docs.contains(&row), "docs/api.md lacks the row {row}");
+            assert!(!code.description().is_empty());
+        }
+    }
 
     #[test]
     fn internal_errors_never_show_their_cause() {

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use async_graphql::{
     ErrorExtensions, ServerError,
     http::GraphiQLSource,
-    parser::types::{DocumentOperations, OperationType},
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
@@ -31,7 +31,10 @@ use crate::{
     auth::{Authenticator, Principal},
     crypto::KeyringHandle,
     error::{Code, Error},
-    graphql::LatchkeySchema,
+    graphql::{
+        LatchkeySchema,
+        document::{self, DocumentLimits, Refusal},
+    },
 };
 
 /// Largest request body accepted, checked before parsing.
@@ -47,6 +50,8 @@ pub struct AppState {
     pub authenticator: Authenticator,
     pub db: DatabaseConnection,
     pub keyring: Arc<KeyringHandle>,
+    /// The bounds every GraphQL document passes before anything else happens to it.
+    pub documents: Arc<DocumentLimits>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -80,9 +85,15 @@ pub fn router(state: AppState) -> Router {
         .layer(layers)
 }
 
+/// The HTTP status of an answer carrying `code`, from the one table in [`Code`].
+pub fn status_of(code: Code) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// A transport-level GraphQL error body, for failures before execution.
-fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"errors": [{"message": message, "extensions": {"code": code}}]}))).into_response()
+fn graphql_error(code: Code, message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": code.as_str()}}]});
+    (status_of(code), Json(body)).into_response()
 }
 
 /// Refusal of a request body that is not a GraphQL request.
@@ -98,22 +109,40 @@ impl IntoResponse for BadGraphqlRequest {
     fn into_response(self) -> Response {
         match self.0 {
             async_graphql::ParseRequestError::PayloadTooLarge => {
-                graphql_error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body too large")
+                graphql_error(Code::PayloadTooLarge, "request body too large")
             }
-            err => graphql_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("invalid GraphQL request: {err}")),
+            async_graphql::ParseRequestError::UnsupportedBatch => {
+                graphql_error(Code::BadRequest, "send one operation per request; batches are not supported")
+            }
+            err => graphql_error(Code::BadRequest, &format!("invalid GraphQL request: {err}")),
         }
     }
 }
 
 async fn principal_of(authenticator: &Authenticator, headers: &HeaderMap) -> Result<Principal, Response> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    authenticator.authenticate(authorization).await.map_err(|err| {
-        let status =
-            if err.code() == Code::Internal { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::UNAUTHORIZED };
-        graphql_error(status, err.code().as_str(), &err.public_message())
-    })
+    authenticator.authenticate(authorization).await.map_err(|err| graphql_error(err.code(), &err.public_message()))
 }
 
+/// Passes the request's document through the gate and keeps it parsed for execution.
+fn admit(limits: &DocumentLimits, request: &mut async_graphql::Request) -> Result<(), Refusal> {
+    request.set_parsed_query(document::admit(&request.query, limits)?);
+    Ok(())
+}
+
+/// A document refused by the gate: a GraphQL response with the reason, its position, and
+/// no data.
+fn refused(refusal: &Refusal) -> Response {
+    let code = match refusal {
+        Refusal::TooComplex { .. } => Code::QueryTooComplex,
+        Refusal::Syntax { .. } => Code::GraphqlParseFailed,
+    };
+    let mut error = ServerError::new(refusal.message(), refusal.pos());
+    error.extensions = async_graphql::Error::new("").extend_with(|_, ext| ext.set("code", code.as_str())).extensions;
+    GraphQLResponse::from(async_graphql::Response::from_errors(vec![error])).into_response()
+}
+
+/// Runs an admitted request: authentication, then execution.
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     let principal = match principal_of(&state.authenticator, headers).await {
         Ok(principal) => principal,
@@ -129,15 +158,29 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
     GraphQLResponse::from(response).into_response()
 }
 
-/// Errors raised by async-graphql itself (syntax, validation, input coercion) get a code
-/// too, so every error a client sees carries `extensions.code`.
+/// Errors raised by async-graphql itself (validation, input coercion) get a code too, so
+/// every error a client sees carries `extensions.code`.
 fn add_default_code(error: &mut ServerError) {
     let has_code = error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
     if !has_code {
-        let code = if error.path.is_empty() { "GRAPHQL_VALIDATION_FAILED" } else { Code::BadUserInput.as_str() };
-        let extended = async_graphql::Error::new(error.message.clone()).extend_with(|_, ext| ext.set("code", code));
+        let code = if !error.path.is_empty() {
+            Code::BadUserInput
+        } else if is_bound_refusal(&error.message) {
+            Code::QueryTooComplex
+        } else {
+            Code::GraphqlValidationFailed
+        };
+        let extended =
+            async_graphql::Error::new(error.message.clone()).extend_with(|_, ext| ext.set("code", code.as_str()));
         error.extensions = extended.extensions;
     }
+}
+
+/// async-graphql's own depth, complexity and recursion refusals, by their messages.
+fn is_bound_refusal(message: &str) -> bool {
+    ["Query is too complex", "Query is nested too deep", "recursion depth of the query", "number of directives"]
+        .iter()
+        .any(|known| message.contains(known))
 }
 
 async fn graphql_post(
@@ -145,7 +188,11 @@ async fn graphql_post(
     headers: HeaderMap,
     request: GraphQLRequest<BadGraphqlRequest>,
 ) -> Response {
-    execute(&state, &headers, request.into_inner()).await
+    let mut request = request.into_inner();
+    if let Err(refusal) = admit(&state.documents, &mut request) {
+        return refused(&refusal);
+    }
+    execute(&state, &headers, request).await
 }
 
 /// GET serves GraphiQL to a browser and runs queries (never mutations) from the query string.
@@ -159,15 +206,18 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, request:
         if wants_html {
             return Html(GraphiQLSource::build().endpoint("/graphql").title("latchkey").finish()).into_response();
         }
-        return graphql_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "a GET request needs a `query` parameter");
+        return graphql_error(Code::BadRequest, "a GET request needs a `query` parameter");
     }
-    let graphql_request = match get_request(request.uri()) {
+    let mut graphql_request = match get_request(request.uri()) {
         Ok(request) => request,
-        Err(message) => return graphql_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message),
+        Err(message) => return graphql_error(Code::BadRequest, message),
     };
-    if is_mutation(&graphql_request) {
-        let mut response =
-            graphql_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "mutations must be sent with POST");
+    if let Err(refusal) = admit(&state.documents, &mut graphql_request) {
+        return refused(&refusal);
+    }
+    let operation_name = graphql_request.operation_name.clone();
+    if graphql_request.parsed_query().is_ok_and(|document| is_mutation(document, &operation_name)) {
+        let mut response = graphql_error(Code::MethodNotAllowed, "mutations must be sent with POST");
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
@@ -197,16 +247,12 @@ fn get_request(uri: &axum::http::Uri) -> Result<async_graphql::Request, &'static
     Ok(request)
 }
 
-/// Whether the operation the request would run is a mutation. A document that does not
-/// parse is left to execution, which reports the syntax error.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
+/// Whether the operation the request would run is a mutation.
+fn is_mutation(document: &ExecutableDocument, operation_name: &Option<String>) -> bool {
     let is_mutation = |ty: OperationType| ty == OperationType::Mutation;
-    match document.operations {
+    match &document.operations {
         DocumentOperations::Single(operation) => is_mutation(operation.node.ty),
-        DocumentOperations::Multiple(operations) => match &request.operation_name {
+        DocumentOperations::Multiple(operations) => match operation_name {
             Some(name) => operations.get(name.as_str()).is_some_and(|op| is_mutation(op.node.ty)),
             None => operations.values().any(|op| is_mutation(op.node.ty)),
         },

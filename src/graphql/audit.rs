@@ -46,7 +46,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// (ext) The organization's audit events, oldest first.
-    #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
+    #[graphql(guard = "Access::Master", directive = access::apply(Token::Master), complexity = "crate::graphql::connection::page_complexity(first, last, child_complexity)")]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,

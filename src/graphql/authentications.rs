@@ -133,7 +133,7 @@ pub struct ViewerAuthentications;
 impl ViewerAuthentications {
     /// A user token lists the end user's own; the master token the organization's own
     /// (or, with `criteria.ownerId`, an end user's).
-    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
+    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser), complexity = "crate::graphql::connection::page_complexity(first, last, child_complexity)")]
     async fn authentications(
         &self,
         ctx: &Context<'_>,

@@ -243,7 +243,7 @@ pub struct CatalogQuery;
 #[Object]
 impl CatalogQuery {
     /// (ext) Services the caller's organization can use: built-in and its own.
-    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
+    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser), complexity = "crate::graphql::connection::page_complexity(first, last, child_complexity)")]
     async fn services(
         &self,
         ctx: &Context<'_>,

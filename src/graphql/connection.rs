@@ -7,7 +7,7 @@ use async_graphql::{
 };
 use uuid::Uuid;
 
-use crate::domain::pagination::{Page, encode_cursor};
+use crate::domain::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, encode_cursor};
 
 /// Names a connection type and its edge type.
 macro_rules! connection_names {
@@ -69,4 +69,12 @@ where
     connection.edges =
         page.items.into_iter().map(|item| Edge::new(encode_cursor(id_of(&item)), to_node(item))).collect();
     connection
+}
+
+/// The complexity of a connection field: what one node costs, times the nodes a page may
+/// hold, so that aliases of large pages cannot multiply past the schema's complexity bound.
+pub fn page_complexity(first: Option<i32>, last: Option<i32>, child_complexity: usize) -> usize {
+    let size = first.or(last).map_or(DEFAULT_PAGE_SIZE, |size| u64::try_from(size).unwrap_or(0).min(MAX_PAGE_SIZE));
+    let size = usize::try_from(size.max(1)).unwrap_or(usize::MAX);
+    size.saturating_mul(child_complexity).saturating_add(1)
 }

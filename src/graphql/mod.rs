@@ -15,6 +15,7 @@ pub mod audit;
 pub mod authentications;
 pub mod catalog;
 pub mod connection;
+pub mod document;
 pub mod guard;
 pub mod scalars;
 pub mod solutions;
@@ -81,8 +82,11 @@ impl Services {
     }
 }
 
-/// Bounds that refuse a hostile query before any resolver runs.
+/// Bounds that refuse a hostile query before any resolver runs: the document gate's (before
+/// parsing and authentication), then depth and complexity (before execution).
+#[derive(Clone, Debug)]
 pub struct Limits {
+    pub document: document::DocumentLimits,
     pub depth: usize,
     pub complexity: usize,
     pub introspection: bool,
@@ -90,8 +94,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        // The standard introspection query (GraphiQL's) is 13 levels deep.
-        Self { depth: 16, complexity: 2_000, introspection: true }
+        // The standard introspection query (GraphiQL's) is 13 levels deep. A connection
+        // costs its page size times its selection (`connection::page_complexity`): a page
+        // of 100 nodes with 30 fields each is 3,000.
+        Self { document: document::DocumentLimits::default(), depth: 16, complexity: 10_000, introspection: true }
     }
 }
 
@@ -100,7 +106,11 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 pub fn build_schema(services: Services, limits: &Limits) -> LatchkeySchema {
-    let mut builder = builder().data(services).limit_depth(limits.depth).limit_complexity(limits.complexity);
+    let mut builder = builder()
+        .data(services)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .limit_recursive_depth(limits.document.max_depth);
     if !limits.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

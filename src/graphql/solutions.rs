@@ -482,7 +482,7 @@ pub struct ViewerSolutions;
 #[Object]
 impl ViewerSolutions {
     /// End users see published solutions; the master token sees every one, as drafted.
-    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
+    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser), complexity = "crate::graphql::connection::page_complexity(first, last, child_complexity)")]
     async fn solutions(
         &self,
         ctx: &Context<'_>,
@@ -499,7 +499,7 @@ impl ViewerSolutions {
     }
 
     /// A user token lists its own instances; the master token all of the organization's.
-    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
+    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser), complexity = "crate::graphql::connection::page_complexity(first, last, child_complexity)")]
     async fn solution_instances(
         &self,
         ctx: &Context<'_>,

@@ -119,7 +119,7 @@ pub struct UsersQuery;
 #[Object]
 impl UsersQuery {
     /// The organization's end users.
-    #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
+    #[graphql(guard = "Access::Master", directive = access::apply(Token::Master), complexity = "crate::graphql::connection::page_complexity(first, last, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,

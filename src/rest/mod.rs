@@ -7,18 +7,14 @@ mod catalog;
 use axum::{
     Json, Router,
     extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
-    http::{StatusCode, header, request::Parts},
+    http::{header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{
-    auth::Principal,
-    error::{Code, Error},
-    http::AppState,
-};
+use crate::{auth::Principal, error::Error, http::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,15 +40,7 @@ impl From<Error> for RestError {
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
         let code = self.0.code();
-        let status = match code {
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::Forbidden => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::BadUserInput => StatusCode::BAD_REQUEST,
-            Code::Conflict => StatusCode::CONFLICT,
-            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = crate::http::status_of(code);
         let mut response =
             (status, Json(json!({"message": self.0.public_message(), "code": code.as_str()}))).into_response();
         if let Error::RateLimited { retry_after_secs } = self.0 {
