@@ -18,7 +18,7 @@ pub use user_tokens::UserTokens;
 /// The caller of one request.
 #[derive(Clone, Debug)]
 pub enum Principal {
-    /// No token, or a token that was refused (the reason is logged, not returned).
+    /// No token at all: introspection only; every other field answers `UNAUTHENTICATED`.
     Anonymous,
     Master(MasterScope),
     User(UserScope),
@@ -158,32 +158,30 @@ impl Authenticator {
         Self { db, user_tokens }
     }
 
-    /// Resolves the value of an `Authorization` header. Any refusal yields
-    /// [`Principal::Anonymous`]; the reason goes to the debug log, never the token.
+    /// Resolves the value of an `Authorization` header: no header is the anonymous
+    /// caller; a header that does not hold a valid token is refused with
+    /// [`Error::Unauthenticated`] (the reason goes to the debug log, never the token).
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal> {
         let Some(header) = authorization else {
             return Ok(Principal::Anonymous);
         };
         let Some(token) = bearer_token(header) else {
             tracing::debug!("authorization header is not a bearer token");
-            return Ok(Principal::Anonymous);
+            return Err(Error::Unauthenticated);
         };
         if token.starts_with(master_tokens::PREFIX) {
-            return Ok(match master_tokens::verify(&self.db, token).await? {
-                Some(scope) => Principal::Master(scope),
+            return match master_tokens::verify(&self.db, token).await? {
+                Some(scope) => Ok(Principal::Master(scope)),
                 None => {
                     tracing::debug!("master token refused");
-                    Principal::Anonymous
+                    Err(Error::Unauthenticated)
                 }
-            });
+            };
         }
-        let claims = match self.user_tokens.verify(token) {
-            Ok(claims) => claims,
-            Err(reason) => {
-                tracing::debug!(%reason, "user token refused");
-                return Ok(Principal::Anonymous);
-            }
-        };
+        let claims = self.user_tokens.verify(token).map_err(|reason| {
+            tracing::debug!(%reason, "user token refused");
+            Error::Unauthenticated
+        })?;
         // A user token is only as good as its user: removal or revocation bumps or
         // deletes the row, which invalidates every token minted before at once.
         let current_version: Option<i64> = entity::external_user::Entity::find()
@@ -196,7 +194,7 @@ impl Authenticator {
             .await?;
         if current_version != Some(claims.version) {
             tracing::debug!("user token refused: user removed or tokens revoked");
-            return Ok(Principal::Anonymous);
+            return Err(Error::Unauthenticated);
         }
         Ok(Principal::User(UserScope { org_id: claims.org_id, user_id: claims.user_id }))
     }

@@ -43,6 +43,7 @@ impl IntoResponse for RestError {
         let status = crate::http::status_of(code);
         let mut response =
             (status, Json(json!({"message": self.0.public_message(), "code": code.as_str()}))).into_response();
+        crate::http::add_error_headers(code, response.headers_mut());
         if let Error::RateLimited { retry_after_secs } = self.0 {
             response.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.into());
         }

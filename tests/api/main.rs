@@ -7,6 +7,7 @@ mod access;
 mod at_rest;
 mod authentications;
 mod catalog;
+mod graphql_over_http;
 mod hostile;
 mod http;
 mod keys;

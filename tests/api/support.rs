@@ -170,8 +170,13 @@ impl TestServer {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.expect("request sent");
-        assert_eq!(response.status(), 200, "GraphQL requests answer 200");
-        response.json().await.expect("JSON body")
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("JSON body");
+        // Under `application/json` a GraphQL request answers 200, whatever its errors,
+        // except a refused or missing token, which answers 401.
+        let expected = if error_code(&body).as_deref() == Some("UNAUTHENTICATED") { 401 } else { 200 };
+        assert_eq!(status, expected, "HTTP status of {body}");
+        body
     }
 
     /// Runs an operation that must succeed and returns its `data`.
@@ -323,4 +328,21 @@ impl Drop for TestServer {
 /// The `extensions.code` of the first error, or `None` when the request succeeded.
 pub fn error_code(body: &Value) -> Option<String> {
     body.get("errors").map(|errors| errors[0]["extensions"]["code"].as_str().unwrap_or("<no code>").to_owned())
+}
+
+/// For tests that need a tool from outside Rust (Node, Chromium): `Some(())` when it is
+/// there. Without it, a plain `cargo test` says which test it skipped and why; in CI
+/// (`CI` set), where `.ci/run` installs every tool, a missing tool fails the test.
+pub fn require_tool(test: &str, available: bool, why: &str) -> Option<()> {
+    if available {
+        return Some(());
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test} needs {why}, and CI must provide it");
+    eprintln!("SKIPPED {test}: needs {why}");
+    None
+}
+
+/// The repository root, for scripts and fixtures beside the tests.
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
