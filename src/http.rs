@@ -30,6 +30,7 @@ use tracing::{Instrument, Level};
 use crate::{
     auth::{Authenticator, Principal},
     crypto::KeyringHandle,
+    domain::idempotency::{Fingerprinter, Idempotency, IdempotencyKey},
     error::{Code, Error},
     graphql::LatchkeySchema,
 };
@@ -47,6 +48,7 @@ pub struct AppState {
     pub authenticator: Authenticator,
     pub db: DatabaseConnection,
     pub keyring: Arc<KeyringHandle>,
+    pub fingerprinter: Fingerprinter,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -114,11 +116,15 @@ async fn principal_of(authenticator: &Authenticator, headers: &HeaderMap) -> Res
     })
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(state: &AppState, headers: &HeaderMap, mut request: async_graphql::Request) -> Response {
     let principal = match principal_of(&state.authenticator, headers).await {
         Ok(principal) => principal,
         Err(response) => return response,
     };
+    // A bad key refuses the whole request before anything runs: its sender counts on it.
+    if let Err(err) = attach_idempotency_key(state, headers, &mut request) {
+        return graphql_error(StatusCode::BAD_REQUEST, err.code().as_str(), &err.public_message());
+    }
     let span = tracing::info_span!(
         "graphql",
         operation = request.operation_name.as_deref().unwrap_or("-"),
@@ -225,4 +231,36 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Idempotency-Key
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The request's `Idempotency-Key` header, for the creates to record. A malformed or
+/// repeated header is refused rather than ignored: a client that sent one counts on it.
+pub fn idempotency_key(state: &AppState, headers: &HeaderMap) -> Result<Option<Idempotency>, Error> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Error::bad_input("send at most one Idempotency-Key header"));
+    }
+    // Bytes outside visible ASCII fail `to_str`; the empty text then fails the key's own check.
+    let key = IdempotencyKey::parse(value.to_str().unwrap_or_default())?;
+    Ok(Some(Idempotency::new(key, state.fingerprinter.clone())))
+}
+
+/// Hands the key to the GraphQL create mutations.
+fn attach_idempotency_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &mut async_graphql::Request,
+) -> Result<(), Error> {
+    if let Some(idempotency) = idempotency_key(state, headers)? {
+        request.data.insert(idempotency);
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::{
     auth::Principal,
+    domain::idempotency::Idempotency,
     error::{Code, Error},
     http::AppState,
 };
@@ -73,6 +74,17 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
         Ok(Caller(state.authenticator.authenticate(authorization).await?))
+    }
+}
+
+/// The request's `Idempotency-Key`, for the creates.
+pub struct IdempotencyKey(pub Option<Idempotency>);
+
+impl FromRequestParts<AppState> for IdempotencyKey {
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyKey(crate::http::idempotency_key(state, &parts.headers)?))
     }
 }
 

@@ -8,6 +8,7 @@ mod at_rest;
 mod authentications;
 mod catalog;
 mod http;
+mod idempotency;
 mod keys;
 mod rest;
 mod schema;
