@@ -26,6 +26,7 @@ struct Case {
 
 struct Setup {
     server: TestServer,
+    api: Api,
     user_token: String,
     zendesk: (String, String),
     cases: Vec<Case>,
@@ -97,7 +98,7 @@ async fn setup() -> Setup {
             table: "service_environments",
         },
     ];
-    Setup { server, user_token, zendesk, cases }
+    Setup { api: Api::of(&server), server, user_token, zendesk, cases }
 }
 
 fn zendesk_input(zendesk: &(String, String), api_token: &str) -> Value {
@@ -118,42 +119,37 @@ fn key_headers(keys: &[&str]) -> HeaderMap {
     headers
 }
 
-/// POSTs a GraphQL request with the given `Idempotency-Key` headers; status and body.
-async fn graphql(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    keys: &[&str],
-    query: &str,
-    input: &Value,
-) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(token)
-        .headers(key_headers(keys))
-        .json(&json!({"query": query, "variables": {"in": input}}))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+/// The server's address, cheap to clone into concurrent tasks.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
 }
 
-/// POSTs to `/core/v1/authentications` with the given `Idempotency-Key` headers.
-async fn rest_create(client: &reqwest::Client, base: &str, token: &str, keys: &[&str], body: &Value) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/core/v1/authentications"))
-        .bearer_auth(token)
-        .headers(key_headers(keys))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+impl Api {
+    fn of(server: &TestServer) -> Self {
+        Self { client: server.client.clone(), base: server.base.clone() }
+    }
+
+    /// POSTs a GraphQL request with the given `Idempotency-Key` headers; status and body.
+    async fn graphql(&self, token: &str, keys: &[&str], query: &str, input: &Value) -> (u16, Value) {
+        let request = self.client.post(format!("{}/graphql", self.base));
+        let body = json!({"query": query, "variables": {"in": input}});
+        let response = request.bearer_auth(token).headers(key_headers(keys)).json(&body).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// POSTs to `/core/v1/authentications` with the given `Idempotency-Key` headers.
+    async fn rest_create(&self, token: &str, keys: &[&str], body: &Value) -> (u16, Value) {
+        let request = self.client.post(format!("{}/core/v1/authentications", self.base));
+        let response = request.bearer_auth(token).headers(key_headers(keys)).json(body).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
 }
 
 impl Case {
     async fn send(&self, server: &TestServer, key: &str, input: &Value) -> Value {
-        let (status, body) = graphql(&server.client, &server.base, &self.token, &[key], self.query, input).await;
+        let (status, body) = Api::of(server).graphql(&self.token, &[key], self.query, input).await;
         assert_eq!(status, 200, "{}: {body}", self.operation);
         body
     }
@@ -203,9 +199,8 @@ async fn a_retried_graphql_create_makes_one_row_and_gets_the_same_answer() {
 async fn a_retried_rest_import_makes_one_row_and_gets_the_same_answer() {
     let s = setup().await;
     let body = rest_body(&s.zendesk, "zd-rest-token-1");
-    let (first_status, first) = rest_create(&s.server.client, &s.server.base, &s.user_token, &["rest-1"], &body).await;
-    let (second_status, second) =
-        rest_create(&s.server.client, &s.server.base, &s.user_token, &["rest-1"], &body).await;
+    let (first_status, first) = s.api.rest_create(&s.user_token, &["rest-1"], &body).await;
+    let (second_status, second) = s.api.rest_create(&s.user_token, &["rest-1"], &body).await;
     assert_eq!((first_status, second_status), (201, 201), "{first} {second}");
     assert_eq!(first, second);
     assert_eq!(rows(&s.server.db, "authentications").await, 1);
@@ -231,36 +226,22 @@ async fn the_same_key_with_a_different_request_is_a_conflict_and_creates_nothing
     }
     // Another create under a key already used is a different request too.
     let users = &s.cases[0];
-    let body = graphql(
-        &s.server.client,
-        &s.server.base,
-        &s.server.master,
-        &["conflict-createSolution"],
-        users.query,
-        &json!({"name": "Cy", "externalUserId": "cy-1"}),
-    )
-    .await
-    .1;
+    let body = s
+        .api
+        .graphql(
+            &s.server.master,
+            &["conflict-createSolution"],
+            users.query,
+            &json!({"name": "Cy", "externalUserId": "cy-1"}),
+        )
+        .await
+        .1;
     assert_eq!(error_code(&body).as_deref(), Some("CONFLICT"), "{body}");
 
-    let (status, first) = rest_create(
-        &s.server.client,
-        &s.server.base,
-        &s.user_token,
-        &["rest-conflict"],
-        &rest_body(&s.zendesk, "zd-1"),
-    )
-    .await;
+    let (status, first) = s.api.rest_create(&s.user_token, &["rest-conflict"], &rest_body(&s.zendesk, "zd-1")).await;
     assert_eq!(status, 201, "{first}");
     let authentications = rows(&s.server.db, "authentications").await;
-    let (status, body) = rest_create(
-        &s.server.client,
-        &s.server.base,
-        &s.user_token,
-        &["rest-conflict"],
-        &rest_body(&s.zendesk, "zd-2"),
-    )
-    .await;
+    let (status, body) = s.api.rest_create(&s.user_token, &["rest-conflict"], &rest_body(&s.zendesk, "zd-2")).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("CONFLICT")), "{body}");
     assert_eq!(rows(&s.server.db, "authentications").await, authentications);
 }
@@ -272,9 +253,9 @@ async fn concurrent_duplicates_make_exactly_one_row_and_all_get_its_id() {
         let before = rows(&s.server.db, case.table).await;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..10 {
-            let (client, base, token) = (s.server.client.clone(), s.server.base.clone(), case.token.clone());
-            let (query, input, key) = (case.query, case.input.clone(), format!("concurrent-{}", case.operation));
-            tasks.spawn(async move { graphql(&client, &base, &token, &[&key], query, &input).await });
+            let (api, token, query, input) = (s.api.clone(), case.token.clone(), case.query, case.input.clone());
+            let key = format!("concurrent-{}", case.operation);
+            tasks.spawn(async move { api.graphql(&token, &[&key], query, &input).await });
         }
         let mut ids = Vec::new();
         while let Some(answer) = tasks.join_next().await {
@@ -291,9 +272,8 @@ async fn concurrent_duplicates_make_exactly_one_row_and_all_get_its_id() {
     let before = rows(&s.server.db, "authentications").await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..10 {
-        let (client, base, token) = (s.server.client.clone(), s.server.base.clone(), s.user_token.clone());
-        let body = rest_body(&s.zendesk, "zd-concurrent");
-        tasks.spawn(async move { rest_create(&client, &base, &token, &["rest-concurrent"], &body).await });
+        let (api, token, body) = (s.api.clone(), s.user_token.clone(), rest_body(&s.zendesk, "zd-concurrent"));
+        tasks.spawn(async move { api.rest_create(&token, &["rest-concurrent"], &body).await });
     }
     let mut answers = Vec::new();
     while let Some(answer) = tasks.join_next().await {
@@ -309,9 +289,10 @@ async fn concurrent_duplicates_make_exactly_one_row_and_all_get_its_id() {
 async fn keys_belong_to_their_caller() {
     let s = setup().await;
     let server = &s.server;
+    let api = Api::of(server);
     let send = |token: &str, key: &'static str, query: &'static str, input: Value| {
-        let (client, base, token) = (server.client.clone(), server.base.clone(), token.to_owned());
-        async move { graphql(&client, &base, &token, &[key], query, &input).await.1 }
+        let (api, token) = (api.clone(), token.to_owned());
+        async move { api.graphql(&token, &[key], query, &input).await.1 }
     };
     let id = |body: &Value, pointer: &str| {
         assert!(body.get("errors").is_none(), "{body}");
@@ -345,11 +326,9 @@ async fn a_malformed_key_is_refused_and_creates_nothing() {
     let before = rows(&s.server.db, "external_users").await;
     let malformed: [&[&str]; 5] = [&[""], &[&long], &["tab\tinside"], &["caf\u{e9}"], &["one", "two"]];
     for keys in malformed {
-        let (status, body) =
-            graphql(&s.server.client, &s.server.base, &s.server.master, keys, users.query, &users.input).await;
+        let (status, body) = s.api.graphql(&s.server.master, keys, users.query, &users.input).await;
         assert_eq!((status, error_code(&body).as_deref()), (400, Some("BAD_USER_INPUT")), "{keys:?}: {body}");
-        let (status, body) =
-            rest_create(&s.server.client, &s.server.base, &s.user_token, keys, &rest_body(&s.zendesk, "zd-1")).await;
+        let (status, body) = s.api.rest_create(&s.user_token, keys, &rest_body(&s.zendesk, "zd-1")).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("BAD_USER_INPUT")), "{keys:?}: {body}");
         assert!(body["message"].as_str().unwrap().contains("Idempotency-Key"), "{body}");
     }
