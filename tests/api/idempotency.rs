@@ -7,6 +7,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Statement, sea_query::Expr};
 use serde_json::{Value, json};
 
+use latchkey::App;
+
 use crate::support::{TestServer, error_code};
 
 const CREATE_AUTHENTICATION: &str =
@@ -246,14 +248,15 @@ async fn the_same_key_with_a_different_request_is_a_conflict_and_creates_nothing
     assert_eq!(rows(&s.server.db, "authentications").await, authentications);
 }
 
-#[tokio::test]
-async fn concurrent_duplicates_make_exactly_one_row_and_all_get_its_id() {
-    let s = setup().await;
+/// Sends ten copies of each create at once, spread over `apis`, and checks that each
+/// create made one row and every copy answered its id.
+async fn send_duplicates_at_once(s: &Setup, apis: &[Api]) {
     for case in &s.cases {
         let before = rows(&s.server.db, case.table).await;
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..10 {
-            let (api, token, query, input) = (s.api.clone(), case.token.clone(), case.query, case.input.clone());
+        for copy in 0..10 {
+            let (api, token, query, input) =
+                (apis[copy % apis.len()].clone(), case.token.clone(), case.query, case.input.clone());
             let key = format!("concurrent-{}", case.operation);
             tasks.spawn(async move { api.graphql(&token, &[&key], query, &input).await });
         }
@@ -271,8 +274,9 @@ async fn concurrent_duplicates_make_exactly_one_row_and_all_get_its_id() {
 
     let before = rows(&s.server.db, "authentications").await;
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..10 {
-        let (api, token, body) = (s.api.clone(), s.user_token.clone(), rest_body(&s.zendesk, "zd-concurrent"));
+    for copy in 0..10 {
+        let (api, token) = (apis[copy % apis.len()].clone(), s.user_token.clone());
+        let body = rest_body(&s.zendesk, "zd-concurrent");
         tasks.spawn(async move { api.rest_create(&token, &["rest-concurrent"], &body).await });
     }
     let mut answers = Vec::new();
@@ -283,6 +287,23 @@ async fn concurrent_duplicates_make_exactly_one_row_and_all_get_its_id() {
     }
     assert!(answers.iter().all(|answer| answer == &answers[0]), "every duplicate answers the one id: {answers:?}");
     assert_eq!(rows(&s.server.db, "authentications").await, before + 1);
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_make_exactly_one_row_and_all_get_its_id() {
+    let s = setup().await;
+    send_duplicates_at_once(&s, std::slice::from_ref(&s.api)).await;
+}
+
+#[tokio::test]
+async fn duplicates_sent_to_two_servers_on_one_database_make_one_row() {
+    let s = setup().await;
+    // A second replica: same database, same secrets from the data dir.
+    let replica = App::build(&s.server.storage.config(|_| {})).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let replica_api = Api { client: s.api.client.clone(), base: format!("http://{}", listener.local_addr().unwrap()) };
+    tokio::spawn(replica.serve(listener, std::future::pending()));
+    send_duplicates_at_once(&s, &[s.api.clone(), replica_api]).await;
 }
 
 #[tokio::test]
