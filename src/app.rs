@@ -24,6 +24,7 @@ use crate::{
     db,
     domain::{
         catalog,
+        idempotency::Fingerprinter,
         installation::{self, Bootstrap},
     },
     graphql::{self, Limits, Services},
@@ -63,7 +64,9 @@ impl App {
         let limits = Limits { introspection: config.introspection, ..Limits::default() };
         let followed_file = config.encryption_key.is_none().then(|| key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
-        let state = state(db, user_tokens, keyring.clone(), &limits);
+        // Replicas share the JWT secret, so they fingerprint idempotent requests alike.
+        let fingerprinter = Fingerprinter::derive(jwt_secret.expose_secret().as_bytes());
+        let state = state(db, user_tokens, keyring.clone(), fingerprinter, &limits);
         Ok(Self { state, keyring, bootstrap })
     }
 
@@ -102,10 +105,16 @@ impl App {
     }
 }
 
-fn state(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<KeyringHandle>, limits: &Limits) -> AppState {
+fn state(
+    db: DatabaseConnection,
+    user_tokens: UserTokens,
+    keyring: Arc<KeyringHandle>,
+    fingerprinter: Fingerprinter,
+    limits: &Limits,
+) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
-    AppState { schema, authenticator, db, keyring, documents: Arc::new(limits.document.clone()) }
+    AppState { schema, authenticator, db, keyring, fingerprinter, documents: Arc::new(limits.document.clone()) }
 }
 
 /// SIGTERM or Ctrl-C.

@@ -14,7 +14,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    audit, json_schema,
+    audit,
+    idempotency::{self, Begun, Idempotency},
+    json_schema,
     pagination::{Page, PageRequest},
     required_text,
 };
@@ -464,7 +466,21 @@ async fn own_environment(
     Ok(row)
 }
 
-pub async fn create_service(db: &DatabaseConnection, scope: &MasterScope, new: NewService) -> Result<Service> {
+pub async fn create_service(
+    db: &DatabaseConnection,
+    scope: &MasterScope,
+    new: NewService,
+    idempotency: Option<&Idempotency>,
+) -> Result<Service> {
+    let claim = idempotency::claim(idempotency, scope, "service.create", || {
+        serde_json::json!({
+            "name": new.name,
+            "version": new.version,
+            "title": new.title,
+            "description": new.description,
+            "icon": new.icon,
+        })
+    });
     let name = service_name(new.name.trim())?;
     let version = new.version.unwrap_or(1);
     if !(1..=1000).contains(&version) {
@@ -472,7 +488,11 @@ pub async fn create_service(db: &DatabaseConnection, scope: &MasterScope, new: N
     }
     let title = required_text("title", &new.title, 200)?;
     let icon = new.icon.as_deref().map(|icon| http_url("icon", icon)).transpose()?;
-    let txn = db.begin().await?;
+    let id = ServiceId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => return idempotency::replayed(service(db, scope.org_id(), ServiceId(id)).await, "service"),
+    };
     let taken = service::Entity::find()
         .filter(visible_to(scope.org_id(), service::Column::OrgId))
         .filter(service::Column::Name.eq(name.as_str()))
@@ -484,7 +504,7 @@ pub async fn create_service(db: &DatabaseConnection, scope: &MasterScope, new: N
     }
     let now = Utc::now();
     let row = service::Entity::insert(service::ActiveModel {
-        id: Set(ServiceId::generate().0),
+        id: Set(id.0),
         org_id: Set(Some(scope.org_id().0)),
         name: Set(name),
         version: Set(version),
@@ -584,9 +604,34 @@ pub async fn create_environment(
     scope: &MasterScope,
     service_id: ServiceId,
     new: NewEnvironment,
+    idempotency: Option<&Idempotency>,
 ) -> Result<Environment> {
+    let claim = idempotency::claim(idempotency, scope, "service_environment.create", || {
+        use secrecy::ExposeSecret;
+        serde_json::json!({
+            "serviceId": service_id.to_string(),
+            "title": new.title,
+            "authenticationType": new.authentication_type.as_str(),
+            "credentialsSchema": new.credentials_schema,
+            "userDataSchema": new.user_data_schema,
+            "scopes": new.scopes,
+            "oauthApp": new.oauth_app.as_ref().map(|app| serde_json::json!({
+                "clientId": app.client_id,
+                "clientSecret": app.client_secret.expose_secret(),
+                "authorizeUrl": app.authorize_url,
+                "tokenUrl": app.token_url,
+            })),
+        })
+    });
     let title = required_text("title", &new.title, 200)?;
-    let txn = db.begin().await?;
+    let id = EnvironmentId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            let environment = environment(db, scope.org_id(), EnvironmentId(id)).await;
+            return idempotency::replayed(environment, "service environment");
+        }
+    };
     let service = service(&txn, scope.org_id(), service_id).await?;
     let template = environments(&txn, scope.org_id(), service.id).await?.into_iter().next();
     let empty = serde_json::json!({});
@@ -604,7 +649,6 @@ pub async fn create_environment(
         Some(scopes) => scopes,
         None => template.map(|t| t.scopes).unwrap_or_default(),
     };
-    let id = EnvironmentId::generate();
     let now = Utc::now();
     let mut row = service_environment::ActiveModel {
         id: Set(id.0),

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::{
     audit,
+    idempotency::{self, Begun, Idempotency},
     pagination::{Page, PageRequest},
     required_text,
     solutions::{self, Definition, Workflow},
@@ -229,15 +230,33 @@ async fn store_values(
     Ok(())
 }
 
-pub async fn create(db: &DatabaseConnection, scope: &UserScope, new: NewInstance) -> Result<Instance> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &UserScope,
+    new: NewInstance,
+    idempotency: Option<&Idempotency>,
+) -> Result<Instance> {
+    let claim = idempotency::claim(idempotency, scope, "solution_instance.create", || {
+        serde_json::json!({
+            "solutionId": new.solution_id.to_string(),
+            "name": new.name,
+            "authValues": new.values.auth,
+            "configValues": new.values.config,
+        })
+    });
     let name = required_text("instanceName", &new.name, 256)?;
-    let txn = db.begin().await?;
+    let id = InstanceId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            return idempotency::replayed(get(db, Caller::User(scope), InstanceId(id)).await, "solution instance");
+        }
+    };
     let (solution, definition) = solutions::latest(&txn, scope.org_id(), new.solution_id).await?;
     let (mut auth, mut config) = (BTreeMap::new(), BTreeMap::new());
     merge_values(&txn, scope, &definition, new.values, &mut auth, &mut config).await?;
     apply_defaults(&definition, &mut config);
     let now = Utc::now();
-    let id = InstanceId::generate();
     solution_instance::Entity::insert(solution_instance::ActiveModel {
         id: Set(id.0),
         org_id: Set(scope.org_id().0),

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod authentications;
 pub mod catalog;
+pub mod idempotency;
 pub mod installation;
 pub mod instances;
 pub mod json_schema;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{
     audit, catalog,
+    idempotency::{self, Begun, Idempotency},
     pagination::{Page, PageRequest},
     required_text,
 };
@@ -256,7 +257,31 @@ fn master_view(row: solution::Model) -> Result<Solution> {
     })
 }
 
-pub async fn create(db: &DatabaseConnection, scope: &MasterScope, input: SolutionInput) -> Result<Solution> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &MasterScope,
+    input: SolutionInput,
+    idempotency: Option<&Idempotency>,
+) -> Result<Solution> {
+    let claim = idempotency::claim(idempotency, scope, "solution.create", || {
+        serde_json::json!({
+            "title": input.title,
+            "description": input.description,
+            "tags": input.tags,
+            "customFields": input.custom_fields,
+            "authSlots": input.auth_slots,
+            "configSlots": input.config_slots,
+            "workflows": input.workflow_names,
+        })
+    });
+    let id = SolutionId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            let row = own_row(db, scope.org_id(), SolutionId(id)).await;
+            return idempotency::replayed(row, "solution").and_then(master_view);
+        }
+    };
     let definition = Definition {
         title: input.title.trim().to_owned(),
         description: input.description,
@@ -266,11 +291,10 @@ pub async fn create(db: &DatabaseConnection, scope: &MasterScope, input: Solutio
         config_slots: input.config_slots,
         workflows: workflows(input.workflow_names, &[]),
     };
-    let txn = db.begin().await?;
     check_definition(&txn, scope.org_id(), &definition).await?;
     let now = Utc::now();
     let row = solution::Entity::insert(solution::ActiveModel {
-        id: Set(SolutionId::generate().0),
+        id: Set(id.0),
         org_id: Set(scope.org_id().0),
         draft: Set(serde_json::to_string(&definition).map_err(Error::internal)?),
         draft_tags: Set(tags_column(&definition.tags)),

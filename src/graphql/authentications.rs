@@ -9,7 +9,7 @@ use super::{
     connection::{AuthenticationConnectionName, AuthenticationEdgeName, NamedConnection, from_page},
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::{DateTime, Json},
     services,
 };
@@ -207,7 +207,7 @@ impl AuthenticationsMutation {
             hidden: input.hidden,
             custom_fields: input.custom_fields.map(|json| json.0),
         };
-        let created = authentications::create(db(ctx), &services(ctx).keyring(), caller, new).await?;
+        let created = authentications::create(db(ctx), &services(ctx).keyring(), caller, new, idempotency(ctx)).await?;
         Ok(CreateUserAuthenticationPayload {
             authentication_id: ID(created.id.to_string()),
             client_mutation_id: input.client_mutation_id,

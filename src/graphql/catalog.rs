@@ -8,7 +8,7 @@ use super::{
     connection::{NamedConnection, ServiceConnectionName, ServiceEdgeName, from_page},
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::Json,
     services,
 };
@@ -289,7 +289,7 @@ impl CatalogMutation {
             description: input.description,
             icon: input.icon,
         };
-        let service = catalog::create_service(db(ctx), scope, new).await?;
+        let service = catalog::create_service(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateServicePayload { service: service.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -328,7 +328,8 @@ impl CatalogMutation {
         };
         let service_id = ServiceId::parse(&input.service_id)?;
         let environment =
-            catalog::create_environment(db(ctx), &services(ctx).keyring(), scope, service_id, new).await?;
+            catalog::create_environment(db(ctx), &services(ctx).keyring(), scope, service_id, new, idempotency(ctx))
+                .await?;
         Ok(CreateServiceEnvironmentPayload {
             service_environment: environment.into(),
             client_mutation_id: input.client_mutation_id,

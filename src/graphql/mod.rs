@@ -32,7 +32,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{Principal, UserTokens},
     crypto::{Keyring, KeyringHandle},
-    domain::pagination::PageRequest,
+    domain::{idempotency::Idempotency, pagination::PageRequest},
     error::Error,
 };
 
@@ -136,6 +136,12 @@ pub fn principal<'a>(ctx: &Context<'a>) -> &'a Principal {
 
 pub fn services<'a>(ctx: &Context<'a>) -> &'a Services {
     ctx.data_unchecked::<Services>()
+}
+
+/// The request's idempotency key, for the create mutations (set by the HTTP layer from
+/// the `Idempotency-Key` header).
+pub fn idempotency<'a>(ctx: &Context<'a>) -> Option<&'a Idempotency> {
+    ctx.data_opt::<Idempotency>()
 }
 
 pub fn db<'a>(ctx: &Context<'a>) -> &'a DatabaseConnection {

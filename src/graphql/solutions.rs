@@ -15,7 +15,7 @@ use super::{
     },
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::{DateTime, Json},
 };
 use crate::{
@@ -557,7 +557,7 @@ impl SolutionsMutation {
             name: input.instance_name,
             values: values(input.auth_values, input.config_values),
         };
-        let instance = instances::create(db(ctx), scope, new).await?;
+        let instance = instances::create(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateSolutionInstancePayload {
             solution_instance: instance.into(),
             client_mutation_id: input.client_mutation_id,
@@ -626,7 +626,7 @@ impl SolutionsMutation {
             config_slots: config_slots(input.config_slots.unwrap_or_default()),
             workflow_names: workflow_names(input.workflows.unwrap_or_default()),
         };
-        let created = solutions::create(db(ctx), scope, new).await?;
+        let created = solutions::create(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateSolutionPayload { solution: created.into(), client_mutation_id: input.client_mutation_id })
     }
 

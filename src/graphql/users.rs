@@ -8,7 +8,7 @@ use super::{
     connection::{NamedConnection, UserConnectionName, UserEdgeName, from_page},
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::DateTime,
     services,
 };
@@ -160,7 +160,7 @@ impl UsersMutation {
             external_user_id: input.external_user_id,
             is_test_user: input.is_test_user.unwrap_or(false),
         };
-        let user = users::create(db(ctx), scope, new).await?;
+        let user = users::create(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateExternalUserPayload { user_id: ID(user.id.to_string()), client_mutation_id: input.client_mutation_id })
     }
 

@@ -23,7 +23,7 @@ use axum::{
 };
 use tracing::Instrument;
 
-use super::{AppState, add_error_headers, status_of};
+use super::{AppState, add_error_headers, attach_idempotency_key, status_of};
 use crate::{
     error::Code,
     graphql::document::{self, DocumentLimits, Refusal},
@@ -149,12 +149,16 @@ fn refused(media: Media, refusal: &Refusal) -> Response {
 }
 
 /// Runs an admitted request: authentication, then execution.
-async fn execute(state: &AppState, media: Media, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(state: &AppState, media: Media, headers: &HeaderMap, mut request: async_graphql::Request) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let principal = match state.authenticator.authenticate(authorization).await {
         Ok(principal) => principal,
         Err(err) => return failure(media, err.code(), &err.public_message()),
     };
+    // A bad key refuses the whole request before anything runs: its sender counts on it.
+    if let Err(err) = attach_idempotency_key(state, headers, &mut request) {
+        return failure(media, err.code(), &err.public_message());
+    }
     let span = tracing::info_span!(
         "graphql",
         operation = request.operation_name.as_deref().unwrap_or("-"),

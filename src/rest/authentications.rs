@@ -8,7 +8,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Body, Caller, RestResult};
+use super::{Body, Caller, IdempotencyKey, RestResult};
 use crate::{
     domain::authentications::{self, Authentication, NewAuthentication, Replacement},
     error::Error,
@@ -53,6 +53,7 @@ fn metadata(authentication: &Authentication) -> Value {
 pub async fn create(
     State(state): State<AppState>,
     Caller(principal): Caller,
+    IdempotencyKey(idempotency): IdempotencyKey,
     Body(body): Body<CreateBody>,
 ) -> RestResult<(StatusCode, Json<Value>)> {
     let caller = principal.caller()?;
@@ -66,7 +67,8 @@ pub async fn create(
         hidden: body.hidden,
         custom_fields: body.custom_fields,
     };
-    let created = authentications::create(&state.db, &state.keyring.current(), caller, new).await?;
+    let created =
+        authentications::create(&state.db, &state.keyring.current(), caller, new, idempotency.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": created.id.to_string()}))))
 }
 

@@ -10,6 +10,7 @@ mod catalog;
 mod graphql_over_http;
 mod hostile;
 mod http;
+mod idempotency;
 mod keys;
 mod rest;
 mod schema;
