@@ -9,6 +9,7 @@ mod authentications;
 mod catalog;
 mod http;
 mod keys;
+mod operator;
 mod rest;
 mod schema;
 mod solutions;
