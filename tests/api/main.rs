@@ -12,6 +12,7 @@ mod hostile;
 mod http;
 mod idempotency;
 mod keys;
+mod operator;
 mod rest;
 mod schema;
 mod solutions;
