@@ -15,6 +15,8 @@ pub enum Code {
     BadUserInput,
     Conflict,
     RateLimited,
+    /// An operation of the public API that latchkey does not offer (`callConnector`).
+    NotSupported,
     Internal,
 }
 
@@ -27,6 +29,7 @@ impl Code {
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::Conflict => "CONFLICT",
             Code::RateLimited => "RATE_LIMITED",
+            Code::NotSupported => "NOT_SUPPORTED",
             Code::Internal => "INTERNAL",
         }
     }
@@ -53,6 +56,8 @@ pub enum Error {
     Conflict(String),
     #[error("rate limit exceeded; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    NotSupported(&'static str),
     /// Anything the client cannot fix. The cause is logged, the client sees a generic text.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -67,6 +72,7 @@ impl Error {
             Error::BadInput(_) => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,
             Error::RateLimited { .. } => Code::RateLimited,
+            Error::NotSupported(_) => Code::NotSupported,
             Error::Internal(_) => Code::Internal,
         }
     }

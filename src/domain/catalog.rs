@@ -85,10 +85,15 @@ pub struct Service {
     pub version: i32,
     pub title: String,
     pub description: Option<String>,
-    pub icon: Option<String>,
+    /// Never empty: a custom service without its own icon shows [`DEFAULT_ICON`].
+    pub icon: String,
     /// Built-in services are shared by every organization and read-only.
     pub builtin: bool,
 }
+
+/// The icon of a custom service that has none: a grey tile with a link (an SVG, so it
+/// works offline like the built-in services' icons).
+pub const DEFAULT_ICON: &str = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHZpZXdCb3g9IjAgMCA2NCA2NCI+PHJlY3Qgd2lkdGg9IjY0IiBoZWlnaHQ9IjY0IiByeD0iMTQiIGZpbGw9IiM2QjcyODAiLz48ZyBmaWxsPSJub25lIiBzdHJva2U9IiNmZmYiIHN0cm9rZS13aWR0aD0iNSIgc3Ryb2tlLWxpbmVjYXA9InJvdW5kIj48Y2lyY2xlIGN4PSIyMyIgY3k9IjQxIiByPSI5Ii8+PGNpcmNsZSBjeD0iNDEiIGN5PSIyMyIgcj0iOSIvPjxwYXRoIGQ9Ik0yOSAzNWw2LTYiLz48L2c+PC9zdmc+";
 
 impl From<service::Model> for Service {
     fn from(row: service::Model) -> Self {
@@ -98,7 +103,7 @@ impl From<service::Model> for Service {
             version: row.version,
             title: row.title,
             description: row.description,
-            icon: row.icon,
+            icon: row.icon.unwrap_or_else(|| DEFAULT_ICON.to_owned()),
             builtin: row.org_id.is_none(),
         }
     }
@@ -168,7 +173,8 @@ struct CatalogService {
     version: i32,
     title: String,
     description: Option<String>,
-    icon: Option<String>,
+    /// Every built-in service ships its own icon, a `data:` URL so it needs no network.
+    icon: String,
     environments: Vec<CatalogEnvironment>,
 }
 
@@ -215,7 +221,7 @@ pub async fn load_builtin(db: &DatabaseConnection) -> anyhow::Result<usize> {
             version: Set(entry.version),
             title: Set(entry.title.clone()),
             description: Set(entry.description.clone()),
-            icon: Set(entry.icon.clone()),
+            icon: Set(Some(entry.icon.clone())),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -687,6 +693,7 @@ mod tests {
             assert!(ids.insert(service.id), "duplicate id {}", service.id);
             let production = service.environments.iter().filter(|e| e.title == DEFAULT_ENVIRONMENT).count();
             assert_eq!(production, 1, "{} has one Production environment", service.name);
+            assert!(service.icon.starts_with("data:image/svg+xml;base64,"), "{} ships an embedded icon", service.name);
             for environment in &service.environments {
                 assert!(ids.insert(environment.id), "duplicate id {}", environment.id);
             }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod installation;
 pub mod instances;
 pub mod json_schema;
+pub mod json_text;
 pub mod keys;
 pub mod orgs;
 pub mod pagination;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{
     audit, catalog,
+    json_text::JsonText,
     pagination::{Page, PageRequest},
     required_text,
 };
@@ -66,9 +67,9 @@ pub struct ConfigSlot {
     pub external_id: String,
     pub title: String,
     pub value_type: ValueType,
-    pub default_value: Option<Value>,
+    pub default_value: Option<JsonText>,
     #[serde(default)]
-    pub choices: Vec<Value>,
+    pub choices: Vec<JsonText>,
     #[serde(default)]
     pub hidden: bool,
     #[serde(default)]
@@ -154,13 +155,19 @@ pub fn check_value(slot: &ConfigSlot, value: &Value) -> Result<()> {
         ValueType::Boolean => value.is_boolean(),
         ValueType::Object => value.is_object(),
         ValueType::Array => value.is_array(),
-        ValueType::Choice => slot.choices.contains(value),
+        ValueType::Choice => slot.choices.iter().any(|choice| choice.value() == value),
     };
     if fits {
         Ok(())
     } else if slot.value_type == ValueType::Choice {
-        let choices: Vec<String> = slot.choices.iter().map(Value::to_string).collect();
+        let choices: Vec<String> = slot.choices.iter().map(|choice| choice.value().to_string()).collect();
         Err(Error::bad_input(format!("config value of {:?} must be one of {}", slot.external_id, choices.join(", "))))
+    } else if slot.value_type == ValueType::String {
+        // Text that is JSON (`42`, `true`) is read as JSON; say how to send it as a string.
+        Err(Error::bad_input(format!(
+            "config value of {:?} must be a string; text such as 42 or true is read as JSON, send \"42\" (with quotes) for the string",
+            slot.external_id
+        )))
     } else {
         Err(Error::bad_input(
             format!("config value of {:?} must be a JSON {:?}", slot.external_id, slot.value_type).to_lowercase(),
@@ -215,7 +222,7 @@ async fn check_definition(conn: &impl ConnectionTrait, org_id: OrgId, definition
             return Err(Error::bad_input(format!("config slot {:?} of type choice needs choices", slot.external_id)));
         }
         if let Some(default) = &slot.default_value {
-            check_value(slot, default)?;
+            check_value(slot, default.value())?;
         }
     }
     let mut names = HashSet::new();
@@ -466,7 +473,7 @@ mod tests {
 
     use super::*;
 
-    fn slot(value_type: ValueType, choices: Vec<Value>) -> ConfigSlot {
+    fn slot(value_type: ValueType, choices: Vec<JsonText>) -> ConfigSlot {
         ConfigSlot {
             external_id: "s".into(),
             title: "S".into(),
@@ -491,8 +498,9 @@ mod tests {
             assert!(check_value(&slot(value_type, vec![]), &good).is_ok(), "{value_type:?} {good}");
             assert!(check_value(&slot(value_type, vec![]), &bad).is_err(), "{value_type:?} {bad}");
         }
-        let choice = slot(ValueType::Choice, vec![json!("eu"), json!("us")]);
+        let choice = slot(ValueType::Choice, vec![json!("eu").into(), JsonText::parse("us").unwrap()]);
         assert!(check_value(&choice, &json!("eu")).is_ok());
+        assert!(check_value(&choice, &json!("us")).is_ok());
         assert!(check_value(&choice, &json!("EU")).is_err());
     }
 

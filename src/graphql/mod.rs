@@ -16,6 +16,7 @@ pub mod authentications;
 pub mod catalog;
 pub mod connection;
 pub mod guard;
+pub mod node;
 pub mod scalars;
 pub mod solutions;
 pub mod users;
@@ -97,6 +98,8 @@ impl Default for Limits {
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .register_output_type::<node::Node>()
+        .register_output_type::<node::User>()
 }
 
 pub fn build_schema(services: Services, limits: &Limits) -> LatchkeySchema {

@@ -51,6 +51,7 @@ impl IntoResponse for RestError {
             Code::BadUserInput => StatusCode::BAD_REQUEST,
             Code::Conflict => StatusCode::CONFLICT,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::NotSupported => StatusCode::NOT_IMPLEMENTED,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response =

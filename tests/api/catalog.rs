@@ -81,7 +81,7 @@ async fn a_custom_service_with_an_oauth_app_is_its_organizations_alone() {
     assert!(!connectors.to_string().contains("acme-crm"));
 
     // In use, neither the environment nor the service can go.
-    let import = "mutation($s: ID!, $e: ID!) { createUserAuthentication(input: {name: \"crm\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"tok\"}}) { authenticationId } }";
+    let import = "mutation($s: String!, $e: String!) { createUserAuthentication(input: {name: \"crm\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"tok\"}}) { authenticationId } }";
     let auth = server.ok(&token, import, json!({"s": service, "e": environment_id})).await;
     let remove_env =
         "mutation($id: ID!) { removeServiceEnvironment(input: {serviceEnvironmentId: $id}) { clientMutationId } }";

@@ -141,7 +141,7 @@ async fn auth_ids_must_be_the_callers_own_and_of_the_slots_service() {
     let (_, zendesk_env) = s.server.builtin_environment("zendesk").await;
     let theirs = s.server.import_zendesk(&other_token, &zendesk_env, "theirs").await;
     let (slack_service, slack_env) = s.server.builtin_environment("slack").await;
-    let slack = s.server.ok(&s.token, "mutation($s: ID!, $e: ID!) { createUserAuthentication(input: {name: \"slack\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"xoxb-1-2-abc\"}, formData: {team_id: \"T01\"}}) { authenticationId } }", json!({"s": slack_service, "e": slack_env})).await;
+    let slack = s.server.ok(&s.token, "mutation($s: String!, $e: String!) { createUserAuthentication(input: {name: \"slack\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"xoxb-1-2-abc\"}, formData: {team_id: \"T01\"}}) { authenticationId } }", json!({"s": slack_service, "e": slack_env})).await;
     let slack = slack["createUserAuthentication"]["authenticationId"].as_str().unwrap().to_owned();
     let missing = uuid::Uuid::now_v7().to_string();
     let mut messages = Vec::new();
@@ -468,4 +468,74 @@ async fn instance_changes_leave_audit_events() {
     ] {
         assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
     }
+}
+
+/// The public API's examples send plain strings as `Json` values and get them back as sent;
+/// JSON text keeps its meaning, and text that is JSON (`50`) is JSON, not a string.
+#[tokio::test]
+async fn plain_string_config_values_round_trip_exactly_as_given() {
+    let server = TestServer::start().await;
+    let input = json!({"in": {"title": "Mailer", "configSlots": [
+        {"externalId": "support_email", "title": "Support email", "valueType": "STRING", "defaultValue": "support@example.com"},
+        {"externalId": "zip", "title": "Zip code", "valueType": "STRING"},
+        {"externalId": "batch_size", "title": "Batch size", "valueType": "NUMBER"}
+    ]}});
+    let data = server.ok(&server.master, CREATE_SOLUTION, input).await;
+    let solution = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+    server.ok(&server.master, PUBLISH, json!({"id": solution})).await;
+    let user = server.create_user(&server.master, "mailer-user").await;
+    let token = server.user_token(&server.master, &user).await;
+
+    let slots = server
+        .ok(
+            &token,
+            "{ viewer { solutions { edges { node { configSlots { externalId defaultValue } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        slots["viewer"]["solutions"]["edges"][0]["node"]["configSlots"],
+        json!([{"externalId": "support_email", "defaultValue": "support@example.com"},
+               {"externalId": "zip", "defaultValue": "null"},
+               {"externalId": "batch_size", "defaultValue": "null"}])
+    );
+
+    let config = json!([{"externalId": "zip", "value": "\"10001\""}, {"externalId": "batch_size", "value": "50"}]);
+    let created = server
+        .ok(
+            &token,
+            CONTRACT_CREATE,
+            json!({"solutionId": solution, "name": "Mine", "authValues": [], "configValues": config}),
+        )
+        .await;
+    let instance = created["createSolutionInstance"]["solutionInstance"]["id"].as_str().unwrap().to_owned();
+    let values = |data: &Value| data["updateSolutionInstance"]["solutionInstance"]["configValues"].clone();
+    let data = server.ok(&token, UPDATE, json!({"in": {"solutionInstanceId": instance}})).await;
+    assert_eq!(
+        values(&data),
+        json!([{"externalId": "batch_size", "value": "50"},
+               {"externalId": "support_email", "value": "support@example.com"},
+               {"externalId": "zip", "value": "\"10001\""}])
+    );
+
+    let update = |value: &str| json!({"in": {"solutionInstanceId": instance, "configValues": [{"externalId": "support_email", "value": value}]}});
+    let data = server.ok(&token, UPDATE, update("help desk <help@example.com>")).await;
+    assert_eq!(values(&data)[1]["value"], "help desk <help@example.com>");
+    let data = server.ok(&token, UPDATE, update("\"help@example.com\"")).await;
+    assert_eq!(values(&data)[1]["value"], "\"help@example.com\"", "JSON text comes back as JSON text");
+    let reread = server.ok(&token, INSTANCES, json!({"c": {"id": instance}})).await;
+    assert_eq!(
+        reread["viewer"]["solutionInstances"]["edges"][0]["node"]["configValues"][1]["value"],
+        "\"help@example.com\""
+    );
+
+    // Text that is JSON is JSON: a bare 10001 is a number, refused by a string slot with a hint.
+    let zip =
+        json!({"in": {"solutionInstanceId": instance, "configValues": [{"externalId": "zip", "value": "10001"}]}});
+    let body = server.graphql(Some(&token), UPDATE, zip).await;
+    assert_eq!(error_code(&body).as_deref(), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("with quotes"), "{body}");
+    // Text that opens like JSON but is broken is refused, not stored as a string.
+    let broken = json!({"in": {"solutionInstanceId": instance, "configValues": [{"externalId": "support_email", "value": "{\"a\":"}]}});
+    assert!(server.graphql(Some(&token), UPDATE, broken).await.get("errors").is_some());
 }
