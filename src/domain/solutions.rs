@@ -1,6 +1,6 @@
 //! Solutions: packaged integrations an organization defines with the master token. A
-//! solution has an editable draft; publishing snapshots it as version N+1. End users see
-//! published versions only; the master token sees the draft.
+//! solution has an editable draft; publishing snapshots it as version N+1. Lists show what
+//! can be activated, published versions; the master token may ask for the drafts too.
 
 use std::collections::{HashMap, HashSet};
 
@@ -388,55 +388,50 @@ pub async fn versions(conn: &impl ConnectionTrait, keys: &[(Uuid, i32)]) -> Resu
     rows.into_iter().map(|row| Ok(((row.solution_id, row.version), parse_definition(&row.definition)?))).collect()
 }
 
-/// Solutions as the caller sees them: the master token every one with its draft, an end
-/// user the published ones at their latest version. Two statements a page.
+/// Solutions as a list shows them: what can be activated, the published ones at their
+/// latest version; with `include_drafts` (master token only) every one, as drafted. Two
+/// statements a page.
 pub async fn list(
     conn: &impl ConnectionTrait,
     caller: Caller<'_>,
     tags: &[String],
+    include_drafts: bool,
     page: &PageRequest,
 ) -> Result<Page<Solution>> {
+    if include_drafts && matches!(caller, Caller::User(_)) {
+        return Err(Error::Forbidden("only the master token may list drafts"));
+    }
     let mut select = solution::Entity::find().filter(solution::Column::OrgId.eq(caller.org_id().0));
-    let tag_column = match caller {
-        Caller::Master(_) => solution::Column::DraftTags,
-        Caller::User(_) => {
-            select = select.filter(solution::Column::LatestVersion.gt(0));
-            solution::Column::PublishedTags
-        }
+    let tag_column = if include_drafts {
+        solution::Column::DraftTags
+    } else {
+        select = select.filter(solution::Column::LatestVersion.gt(0));
+        solution::Column::PublishedTags
     };
     for tag in tags {
         select = select.filter(tag_column.contains(format!("|{tag}|")));
     }
     let page = page.fetch(conn, select, solution::Column::Id, |row| row.id).await?;
-    resolve(conn, caller, page).await
+    resolve(conn, include_drafts, page).await
 }
 
-async fn resolve(
-    conn: &impl ConnectionTrait,
-    caller: Caller<'_>,
-    mut page: Page<solution::Model>,
-) -> Result<Page<Solution>> {
+async fn resolve(conn: &impl ConnectionTrait, drafts: bool, mut page: Page<solution::Model>) -> Result<Page<Solution>> {
     let rows = std::mem::take(&mut page.items);
-    let items = match caller {
-        Caller::Master(_) => rows.into_iter().map(master_view).collect::<Result<Vec<_>>>()?,
-        Caller::User(_) => {
-            let keys: Vec<_> = rows.iter().map(|row| (row.id, row.latest_version)).collect();
-            let mut definitions = versions(conn, &keys).await?;
-            rows.into_iter()
-                .map(|row| {
-                    let definition = definitions
-                        .remove(&(row.id, row.latest_version))
-                        .ok_or_else(|| Error::internal(anyhow::anyhow!("solution {} lost a version", row.id)))?;
-                    Ok(Solution {
-                        id: SolutionId(row.id),
-                        definition,
-                        version: row.latest_version,
-                        created_at: row.created_at,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
-        }
-    };
+    if drafts {
+        let items = rows.into_iter().map(master_view).collect::<Result<Vec<_>>>()?;
+        return Ok(page.with_items(items));
+    }
+    let keys: Vec<_> = rows.iter().map(|row| (row.id, row.latest_version)).collect();
+    let mut definitions = versions(conn, &keys).await?;
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let definition = definitions
+                .remove(&(row.id, row.latest_version))
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("solution {} lost a version", row.id)))?;
+            Ok(Solution { id: SolutionId(row.id), definition, version: row.latest_version, created_at: row.created_at })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(page.with_items(items))
 }
 

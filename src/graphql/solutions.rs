@@ -89,8 +89,8 @@ pub struct Solution {
     pub auth_slots: Vec<AuthSlot>,
     /// (ext)
     pub workflows: Vec<SolutionWorkflow>,
-    /// (ext) The published version shown (the latest; 0 before the first publish). The
-    /// master token sees the draft.
+    /// (ext) The latest published version (0 before the first publish). Lists show that
+    /// version; the master token's mutations and `includeDrafts` show the draft.
     pub version: i32,
 }
 
@@ -271,6 +271,8 @@ pub type SolutionInstanceConnection = Connection<
 pub struct SolutionSearchCriteria {
     /// Solutions carrying every one of these tags.
     pub tags: Option<Vec<String>>,
+    /// (ext) Master token only: list unpublished drafts too, every solution as drafted.
+    pub include_drafts: Option<bool>,
 }
 
 #[derive(InputObject, Default)]
@@ -483,7 +485,8 @@ pub struct ViewerSolutions;
 
 #[Object]
 impl ViewerSolutions {
-    /// End users see published solutions; the master token sees every one, as drafted.
+    /// What can be activated: published solutions at their latest version. The master token
+    /// sees drafts with `criteria.includeDrafts`.
     #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
     async fn solutions(
         &self,
@@ -495,8 +498,9 @@ impl ViewerSolutions {
         before: Option<String>,
     ) -> Result<SolutionConnection> {
         let caller = principal(ctx).caller()?;
-        let tags = criteria.unwrap_or_default().tags.unwrap_or_default();
-        let page = solutions::list(db(ctx), caller, &tags, &page_request(first, after, last, before)?).await?;
+        let criteria = criteria.unwrap_or_default();
+        let (tags, drafts) = (criteria.tags.unwrap_or_default(), criteria.include_drafts.unwrap_or(false));
+        let page = solutions::list(db(ctx), caller, &tags, drafts, &page_request(first, after, last, before)?).await?;
         Ok(from_page(page, |s| s.id.0, Solution::from))
     }
 

@@ -389,7 +389,7 @@ async fn access_is_the_owners_and_the_master_token_only_reads() {
 }
 
 #[tokio::test]
-async fn end_users_see_published_solutions_and_tags_filter_them() {
+async fn solution_lists_show_what_can_be_activated_and_tags_filter_them() {
     let s = setup().await;
     s.server.ok(&s.server.master, CREATE_SOLUTION, json!({"in": {"title": "Draft only", "tags": ["support"]}})).await;
     let query = "query($tags: [String!]) { viewer { solutions(criteria: {tags: $tags}) { edges { node { title tags version customFields { key value } configSlots { externalId title defaultValue } authSlots { externalId title } } } } } }";
@@ -401,10 +401,42 @@ async fn end_users_see_published_solutions_and_tags_filter_them() {
     assert_eq!(node["customFields"], json!([{"key": "tier", "value": "gold"}]));
     assert_eq!(node["configSlots"][0], json!({"externalId": "region", "title": "Region", "defaultValue": "\"eu\""}));
     assert_eq!(node["authSlots"], json!([{"externalId": "external_zendesk_authentication", "title": "Zendesk"}]));
+    // The master token's list is what can be activated too: the draft is not in it.
     let as_master = s.server.ok(&s.server.master, query, json!({"tags": ["support"]})).await;
-    assert_eq!(as_master["viewer"]["solutions"]["edges"].as_array().unwrap().len(), 2);
+    let titles = |data: &Value| {
+        let edges = data["viewer"]["solutions"]["edges"].as_array().unwrap().clone();
+        edges.iter().map(|edge| edge["node"]["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(titles(&as_master), ["Zendesk to SQS"]);
     let both = s.server.ok(&s.server.master, query, json!({"tags": ["support", "sync"]})).await;
-    assert_eq!(both["viewer"]["solutions"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(titles(&both), ["Zendesk to SQS"]);
+}
+
+#[tokio::test]
+async fn drafts_are_listed_for_the_master_token_only_when_asked_for() {
+    let s = setup().await;
+    let data = s.server.ok(&s.server.master, CREATE_SOLUTION, json!({"in": {"title": "Draft only"}})).await;
+    let draft = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+    let edit = "mutation($in: UpdateSolutionInput!) { updateSolution(input: $in) { solution { title } } }";
+    s.server.ok(&s.server.master, edit, json!({"in": {"solutionId": s.solution, "title": "Zendesk to SQS v2"}})).await;
+    let query = "query($c: SolutionSearchCriteria) { viewer { solutions(criteria: $c) { edges { node { id title version } } } } }";
+    let nodes = |data: Value| {
+        data["viewer"]["solutions"]["edges"].as_array().unwrap().iter().map(|e| e["node"].clone()).collect::<Vec<_>>()
+    };
+
+    let published = nodes(s.server.ok(&s.server.master, query, json!({})).await);
+    assert_eq!(published, [json!({"id": s.solution, "title": "Zendesk to SQS", "version": 1})]);
+    let everything = nodes(s.server.ok(&s.server.master, query, json!({"c": {"includeDrafts": true}})).await);
+    assert_eq!(
+        everything,
+        [
+            json!({"id": s.solution, "title": "Zendesk to SQS v2", "version": 1}),
+            json!({"id": draft, "title": "Draft only", "version": 0})
+        ]
+    );
+
+    let body = s.server.graphql(Some(&s.token), query, json!({"c": {"includeDrafts": true}})).await;
+    assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"), "{body}");
 }
 
 #[tokio::test]
