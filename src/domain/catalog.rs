@@ -703,6 +703,30 @@ mod tests {
         }
     }
 
+    /// A vendor format is enforced only where the vendor documents it as fixed, and the
+    /// catalog says where: every `pattern` and `format: uuid` sits beside a `$comment` with
+    /// the source's URL.
+    #[test]
+    fn every_format_rule_in_the_catalog_names_its_source() {
+        fn walk(service: &str, path: &str, schema: &Value) {
+            let Some(object) = schema.as_object() else { return };
+            if object.contains_key("pattern") || object.get("format").is_some_and(|f| f == "uuid") {
+                let comment = object.get("$comment").and_then(Value::as_str).unwrap_or_default();
+                assert!(comment.contains("https://"), "{service} {path}: a format rule without a source");
+            }
+            for (key, value) in object {
+                walk(service, &format!("{path}/{key}"), value);
+            }
+        }
+        let catalog = parse_catalog(BUILTIN_CATALOG).unwrap();
+        for service in &catalog.services {
+            for environment in &service.environments {
+                walk(&service.name, "credentialsSchema", &environment.credentials_schema);
+                walk(&service.name, "userDataSchema", &environment.user_data_schema);
+            }
+        }
+    }
+
     #[test]
     fn authentication_types_round_trip_their_public_names() {
         for kind in AuthenticationType::ALL {
