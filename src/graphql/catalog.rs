@@ -306,10 +306,9 @@ impl CatalogMutation {
     async fn call_connector(
         &self,
         ctx: &Context<'_>,
-        #[graphql(secret)] input: ConnectorCallInput,
+        #[graphql(name = "input", secret)] _input: ConnectorCallInput,
     ) -> Result<ConnectorCallPayload> {
         principal(ctx).caller()?;
-        let _ = input;
         Err(Error::NotSupported("callConnector is not supported: latchkey stores credentials and runs no connectors")
             .into())
     }
