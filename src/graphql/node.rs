@@ -13,6 +13,7 @@ use super::{
 
 // Registered for its type only and never built, so its size does not matter.
 #[allow(clippy::large_enum_variant)]
+/// An object with a global id.
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "&ID"))]
 pub enum Node {
@@ -25,6 +26,7 @@ pub enum Node {
     WorkflowInstance(WorkflowInstance),
 }
 
+/// An end user.
 #[derive(Interface)]
 #[graphql(name = "User", field(name = "id", ty = "&ID"))]
 pub enum User {
