@@ -154,3 +154,25 @@ async fn custom_services_refuse_bad_names_duplicates_and_invalid_schemas() {
     let body = server.graphql(Some(&token), create, json!({"n": "mine"})).await;
     assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"));
 }
+
+#[tokio::test]
+async fn every_service_has_an_icon_built_in_ones_embedded_and_custom_ones_their_own_or_a_default() {
+    let server = TestServer::start().await;
+    let list = "{ services(first: 100) { edges { node { name builtin icon } } } }";
+    server.create_custom_service(&server.master, "plain-crm").await;
+    let create = "mutation { createService(input: {name: \"logo-crm\", title: \"Logo CRM\", icon: \"https://crm.example/logo.svg\"}) { service { icon } } }";
+    server.ok(&server.master, create, json!({})).await;
+    let data = server.ok(&server.master, list, json!({})).await;
+    let edges = data["services"]["edges"].as_array().unwrap().clone();
+    assert_eq!(edges.len(), 17);
+    for edge in &edges {
+        let (name, icon) = (edge["node"]["name"].as_str().unwrap(), edge["node"]["icon"].as_str().unwrap());
+        match name {
+            "logo-crm" => assert_eq!(icon, "https://crm.example/logo.svg"),
+            _ => assert!(icon.starts_with("data:image/svg+xml;base64,"), "{name}: {icon}"),
+        }
+    }
+    let icon = |name: &str| edges.iter().find(|e| e["node"]["name"] == name).unwrap()["node"]["icon"].clone();
+    assert_eq!(icon("plain-crm"), json!(latchkey::domain::catalog::DEFAULT_ICON));
+    assert_ne!(icon("slack"), icon("plain-crm"), "built-in services ship their own icon");
+}
