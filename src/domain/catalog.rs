@@ -87,10 +87,15 @@ pub struct Service {
     pub version: i32,
     pub title: String,
     pub description: Option<String>,
-    pub icon: Option<String>,
+    /// Never empty: a custom service without its own icon shows [`DEFAULT_ICON`].
+    pub icon: String,
     /// Built-in services are shared by every organization and read-only.
     pub builtin: bool,
 }
+
+/// The icon of a custom service that has none: a grey tile with a link (an SVG, so it
+/// works offline like the built-in services' icons).
+pub const DEFAULT_ICON: &str = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHZpZXdCb3g9IjAgMCA2NCA2NCI+PHJlY3Qgd2lkdGg9IjY0IiBoZWlnaHQ9IjY0IiByeD0iMTQiIGZpbGw9IiM2QjcyODAiLz48ZyBmaWxsPSJub25lIiBzdHJva2U9IiNmZmYiIHN0cm9rZS13aWR0aD0iNSIgc3Ryb2tlLWxpbmVjYXA9InJvdW5kIj48Y2lyY2xlIGN4PSIyMyIgY3k9IjQxIiByPSI5Ii8+PGNpcmNsZSBjeD0iNDEiIGN5PSIyMyIgcj0iOSIvPjxwYXRoIGQ9Ik0yOSAzNWw2LTYiLz48L2c+PC9zdmc+";
 
 impl From<service::Model> for Service {
     fn from(row: service::Model) -> Self {
@@ -100,7 +105,7 @@ impl From<service::Model> for Service {
             version: row.version,
             title: row.title,
             description: row.description,
-            icon: row.icon,
+            icon: row.icon.unwrap_or_else(|| DEFAULT_ICON.to_owned()),
             builtin: row.org_id.is_none(),
         }
     }
@@ -170,7 +175,8 @@ struct CatalogService {
     version: i32,
     title: String,
     description: Option<String>,
-    icon: Option<String>,
+    /// Every built-in service ships its own icon, a `data:` URL so it needs no network.
+    icon: String,
     environments: Vec<CatalogEnvironment>,
 }
 
@@ -217,7 +223,7 @@ pub async fn load_builtin(db: &DatabaseConnection) -> anyhow::Result<usize> {
             version: Set(entry.version),
             title: Set(entry.title.clone()),
             description: Set(entry.description.clone()),
-            icon: Set(entry.icon.clone()),
+            icon: Set(Some(entry.icon.clone())),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -731,12 +737,37 @@ mod tests {
             assert!(ids.insert(service.id), "duplicate id {}", service.id);
             let production = service.environments.iter().filter(|e| e.title == DEFAULT_ENVIRONMENT).count();
             assert_eq!(production, 1, "{} has one Production environment", service.name);
+            assert!(service.icon.starts_with("data:image/svg+xml;base64,"), "{} ships an embedded icon", service.name);
             for environment in &service.environments {
                 assert!(ids.insert(environment.id), "duplicate id {}", environment.id);
             }
         }
         for name in ["slack", "salesforce", "zendesk", "aws-sqs", "netsuite", "airtable", "stripe", "github"] {
             assert!(catalog.services.iter().any(|s| s.name == name), "{name} is in the catalog");
+        }
+    }
+
+    /// A vendor format is enforced only where the vendor documents it as fixed, and the
+    /// catalog says where: every `pattern` and `format: uuid` sits beside a `$comment` with
+    /// the source's URL.
+    #[test]
+    fn every_format_rule_in_the_catalog_names_its_source() {
+        fn walk(service: &str, path: &str, schema: &Value) {
+            let Some(object) = schema.as_object() else { return };
+            if object.contains_key("pattern") || object.get("format").is_some_and(|f| f == "uuid") {
+                let comment = object.get("$comment").and_then(Value::as_str).unwrap_or_default();
+                assert!(comment.contains("https://"), "{service} {path}: a format rule without a source");
+            }
+            for (key, value) in object {
+                walk(service, &format!("{path}/{key}"), value);
+            }
+        }
+        let catalog = parse_catalog(BUILTIN_CATALOG).unwrap();
+        for service in &catalog.services {
+            for environment in &service.environments {
+                walk(&service.name, "credentialsSchema", &environment.credentials_schema);
+                walk(&service.name, "userDataSchema", &environment.user_data_schema);
+            }
         }
     }
 

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod installation;
 pub mod instances;
 pub mod json_schema;
+pub mod json_text;
 pub mod keys;
 pub mod orgs;
 pub mod pagination;

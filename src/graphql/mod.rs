@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod connection;
 pub mod document;
 pub mod guard;
+pub mod node;
 pub mod scalars;
 pub mod solutions;
 pub mod users;
@@ -103,6 +104,8 @@ impl Default for Limits {
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .register_output_type::<node::Node>()
+        .register_output_type::<node::User>()
 }
 
 pub fn build_schema(services: Services, limits: &Limits) -> LatchkeySchema {
