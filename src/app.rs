@@ -114,7 +114,7 @@ impl App {
     }
 
     pub fn db(&self) -> &DatabaseConnection {
-        &self.state.db
+        &self.state.unscoped_db
     }
 }
 
@@ -127,7 +127,14 @@ fn state(
 ) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
-    AppState { schema, authenticator, db, keyring, fingerprinter, documents: Arc::new(limits.document.clone()) }
+    AppState {
+        schema,
+        authenticator,
+        unscoped_db: db,
+        keyring,
+        fingerprinter,
+        documents: Arc::new(limits.document.clone()),
+    }
 }
 
 /// SIGTERM or Ctrl-C.

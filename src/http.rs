@@ -42,7 +42,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AppState {
     pub schema: LatchkeySchema,
     pub authenticator: Authenticator,
-    pub db: DatabaseConnection,
+    /// The raw connection, which filters nothing: REST handlers hand it only to a use case
+    /// in [`crate::domain`] together with the caller's scope.
+    pub unscoped_db: DatabaseConnection,
     pub keyring: Arc<KeyringHandle>,
     /// The bounds every GraphQL document passes before anything else happens to it.
     pub documents: Arc<DocumentLimits>,
@@ -97,7 +99,7 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
+    match state.unscoped_db.ping().await {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(err) => {
             tracing::warn!(error = %Error::from(err), "readiness check failed");

@@ -64,6 +64,18 @@ pub enum Caller<'a> {
     User(&'a UserScope),
 }
 
+impl<'a> From<&'a MasterScope> for Caller<'a> {
+    fn from(scope: &'a MasterScope) -> Self {
+        Caller::Master(scope)
+    }
+}
+
+impl<'a> From<&'a UserScope> for Caller<'a> {
+    fn from(scope: &'a UserScope) -> Self {
+        Caller::User(scope)
+    }
+}
+
 impl Caller<'_> {
     pub fn org_id(&self) -> OrgId {
         match self {

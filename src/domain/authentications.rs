@@ -230,11 +230,15 @@ fn to_authentication(row: authentication::Model, service: Service, environment: 
 }
 
 /// Adds service and environment to rows: two statements for any number of rows.
-async fn with_catalog(conn: &impl ConnectionTrait, rows: Vec<authentication::Model>) -> Result<Vec<Authentication>> {
+async fn with_catalog(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    rows: Vec<authentication::Model>,
+) -> Result<Vec<Authentication>> {
     let service_ids: Vec<_> = rows.iter().map(|row| row.service_id).collect();
     let environment_ids: Vec<_> = rows.iter().map(|row| row.environment_id).collect();
-    let services = catalog::services_by_id(conn, &service_ids).await?;
-    let environments = catalog::environments_by_id(conn, &environment_ids).await?;
+    let services = catalog::services_by_id(conn, caller, &service_ids).await?;
+    let environments = catalog::environments_by_id(conn, caller, &environment_ids).await?;
     rows.into_iter()
         .map(|row| {
             let missing = || Error::internal(anyhow::anyhow!("authentication {} lost its catalog entry", row.id));
@@ -245,8 +249,12 @@ async fn with_catalog(conn: &impl ConnectionTrait, rows: Vec<authentication::Mod
         .collect()
 }
 
-async fn one_with_catalog(conn: &impl ConnectionTrait, row: authentication::Model) -> Result<Authentication> {
-    with_catalog(conn, vec![row]).await?.pop().ok_or_else(|| Error::internal(anyhow::anyhow!("row vanished")))
+async fn one_with_catalog(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    row: authentication::Model,
+) -> Result<Authentication> {
+    with_catalog(conn, caller, vec![row]).await?.pop().ok_or_else(|| Error::internal(anyhow::anyhow!("row vanished")))
 }
 
 /// Imports an authentication: the end user's own with a user token, the organization's
@@ -271,7 +279,7 @@ pub async fn create(
         })
     });
     let org_id = caller.org_id();
-    let environment = catalog::environment(db, org_id, new.environment_id).await?;
+    let environment = catalog::environment(db, caller, new.environment_id).await?;
     if new.service_id.is_some_and(|id| id != environment.service_id) {
         return Err(Error::bad_input("serviceId is not the service of serviceEnvironmentId"));
     }
@@ -305,13 +313,13 @@ pub async fn create(
     let row = authentication::Entity::insert(row).exec_with_returning(&txn).await?;
     audit::record(&txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
     txn.commit().await?;
-    let service = catalog::service(db, org_id, environment.service_id).await?;
+    let service = catalog::service(db, caller, environment.service_id).await?;
     to_authentication(row, service, environment)
 }
 
 pub async fn get(conn: &impl ConnectionTrait, caller: Caller<'_>, id: AuthenticationId) -> Result<Authentication> {
     let row = find_row(conn, caller, id).await?;
-    one_with_catalog(conn, row).await
+    one_with_catalog(conn, caller, row).await
 }
 
 /// A page of authentications: an end user's own; for the master token the organization's
@@ -333,7 +341,7 @@ pub async fn list(
         select = select.filter(authentication::Column::ServiceId.eq(service_id.0));
     }
     let mut page = page.fetch(conn, select, authentication::Column::Id, |row| row.id).await?;
-    let items = with_catalog(conn, std::mem::take(&mut page.items)).await?;
+    let items = with_catalog(conn, caller, std::mem::take(&mut page.items)).await?;
     Ok(page.with_items(items))
 }
 
@@ -349,7 +357,7 @@ pub async fn replace(
     let row = find_row(&txn, caller, id).await?;
     let org_id = OrgId(row.org_id);
     let owner = row.owner_user_id.map(UserId);
-    let environment = catalog::environment(&txn, org_id, EnvironmentId(row.environment_id)).await?;
+    let environment = catalog::environment(&txn, caller, EnvironmentId(row.environment_id)).await?;
     let contents = checked_contents(
         &environment,
         &replacement.name,
@@ -368,7 +376,7 @@ pub async fn replace(
     active.updated_at = Set(Utc::now());
     let row = authentication::Entity::update(active).exec(&txn).await?;
     audit::record(&txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
-    let authentication = one_with_catalog(&txn, row).await?;
+    let authentication = one_with_catalog(&txn, caller, row).await?;
     txn.commit().await?;
     Ok(authentication)
 }
@@ -376,7 +384,7 @@ pub async fn replace(
 pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: AuthenticationId) -> Result<()> {
     let txn = db.begin().await?;
     let row = find_row(&txn, caller, id).await?;
-    let users = super::instances::using_authentication(&txn, id).await?;
+    let users = super::instances::using_authentication(&txn, caller, id).await?;
     if !users.is_empty() {
         return Err(Error::Conflict(format!("the authentication is used by solution instances: {}", users.join(", "))));
     }
@@ -407,15 +415,15 @@ pub async fn read_full(
     scope: &UserScope,
     id: AuthenticationId,
 ) -> Result<FullAuthentication> {
-    let org = orgs::get(db, scope.org_id()).await?;
+    let caller = Caller::User(scope);
+    let org = orgs::own(db, caller).await?;
     if !org.full_reads_enabled {
         return Err(Error::Forbidden("full reads of authentications are not enabled for this organization"));
     }
-    let caller = Caller::User(scope);
     let row = find_row(db, caller, id).await?;
     let credentials = open_json(keyring, &row, Field::Credentials)?;
     let user_data = open_json(keyring, &row, Field::UserData)?;
     audit::record(db, scope.org_id(), scope.into(), "authentication.read_full", Some(id.0)).await?;
-    let authentication = one_with_catalog(db, row).await?;
+    let authentication = one_with_catalog(db, caller, row).await?;
     Ok(FullAuthentication { authentication, credentials, user_data })
 }

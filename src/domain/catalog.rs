@@ -21,7 +21,7 @@ use super::{
     required_text,
 };
 use crate::{
-    auth::MasterScope,
+    auth::{Caller, MasterScope},
     crypto::{Keyring, envelope},
     error::{Error, Result},
     ids::{EnvironmentId, OrgId, ServiceId},
@@ -288,15 +288,19 @@ fn visible_to(org_id: OrgId, column: impl ColumnTrait) -> Condition {
     Condition::any().add(column.is_null()).add(column.eq(org_id.0))
 }
 
-pub async fn list_services(conn: &impl ConnectionTrait, org_id: OrgId, page: &PageRequest) -> Result<Page<Service>> {
-    let select = service::Entity::find().filter(visible_to(org_id, service::Column::OrgId));
+pub async fn list_services(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    page: &PageRequest,
+) -> Result<Page<Service>> {
+    let select = service::Entity::find().filter(visible_to(caller.org_id(), service::Column::OrgId));
     Ok(page.fetch(conn, select, service::Column::Id, |row| row.id).await?.map(Into::into))
 }
 
-/// Every service the organization can use, by name then version (the catalog is small).
-pub async fn all_services(conn: &impl ConnectionTrait, org_id: OrgId) -> Result<Vec<Service>> {
+/// Every service the caller's organization can use, by name then version (the catalog is small).
+pub async fn all_services(conn: &impl ConnectionTrait, caller: Caller<'_>) -> Result<Vec<Service>> {
     let rows = service::Entity::find()
-        .filter(visible_to(org_id, service::Column::OrgId))
+        .filter(visible_to(caller.org_id(), service::Column::OrgId))
         .order_by_asc(service::Column::Name)
         .order_by_asc(service::Column::Version)
         .all(conn)
@@ -304,26 +308,40 @@ pub async fn all_services(conn: &impl ConnectionTrait, org_id: OrgId) -> Result<
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-pub async fn service(conn: &impl ConnectionTrait, org_id: OrgId, id: ServiceId) -> Result<Service> {
+pub async fn service(conn: &impl ConnectionTrait, caller: Caller<'_>, id: ServiceId) -> Result<Service> {
     service::Entity::find_by_id(id.0)
-        .filter(visible_to(org_id, service::Column::OrgId))
+        .filter(visible_to(caller.org_id(), service::Column::OrgId))
         .one(conn)
         .await?
         .map(Into::into)
         .ok_or(Error::NotFound("service"))
 }
 
-/// Services by id, for showing many authentications in one statement.
-pub async fn services_by_id(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMap<Uuid, Service>> {
-    let rows = service::Entity::find().filter(service::Column::Id.is_in(ids.iter().copied())).all(conn).await?;
+/// Services by id, for showing many authentications in one statement. Another
+/// organization's custom services are left out, as missing ones are.
+pub async fn services_by_id(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Service>> {
+    let rows = service::Entity::find()
+        .filter(visible_to(caller.org_id(), service::Column::OrgId))
+        .filter(service::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?;
     Ok(rows.into_iter().map(|row| (row.id, row.into())).collect())
 }
 
-pub async fn service_by_name(conn: &impl ConnectionTrait, org_id: OrgId, name: &str, version: i32) -> Result<Service> {
+pub async fn service_by_name(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    name: &str,
+    version: i32,
+) -> Result<Service> {
     // An organization's own service of the same name shadows nothing: names are unique
     // across built-in and custom services (enforced on create).
     service::Entity::find()
-        .filter(visible_to(org_id, service::Column::OrgId))
+        .filter(visible_to(caller.org_id(), service::Column::OrgId))
         .filter(service::Column::Name.eq(name))
         .filter(service::Column::Version.eq(version))
         .one(conn)
@@ -332,15 +350,15 @@ pub async fn service_by_name(conn: &impl ConnectionTrait, org_id: OrgId, name: &
         .ok_or(Error::NotFound("service"))
 }
 
-/// The environments of a service that the organization can use, `Production` first.
+/// The environments of a service that the caller's organization can use, `Production` first.
 pub async fn environments(
     conn: &impl ConnectionTrait,
-    org_id: OrgId,
+    caller: Caller<'_>,
     service_id: ServiceId,
 ) -> Result<Vec<Environment>> {
     let rows = service_environment::Entity::find()
         .filter(service_environment::Column::ServiceId.eq(service_id.0))
-        .filter(visible_to(org_id, service_environment::Column::OrgId))
+        .filter(visible_to(caller.org_id(), service_environment::Column::OrgId))
         .order_by_asc(service_environment::Column::OrgId)
         .order_by_asc(service_environment::Column::Id)
         .all(conn)
@@ -350,18 +368,24 @@ pub async fn environments(
     Ok(environments)
 }
 
-pub async fn environment(conn: &impl ConnectionTrait, org_id: OrgId, id: EnvironmentId) -> Result<Environment> {
+pub async fn environment(conn: &impl ConnectionTrait, caller: Caller<'_>, id: EnvironmentId) -> Result<Environment> {
     service_environment::Entity::find_by_id(id.0)
-        .filter(visible_to(org_id, service_environment::Column::OrgId))
+        .filter(visible_to(caller.org_id(), service_environment::Column::OrgId))
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service environment"))?
         .try_into()
 }
 
-/// Environments by id, for showing many authentications in one statement.
-pub async fn environments_by_id(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMap<Uuid, Environment>> {
+/// Environments by id, for showing many authentications in one statement. Another
+/// organization's custom environments are left out, as missing ones are.
+pub async fn environments_by_id(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Environment>> {
     let rows = service_environment::Entity::find()
+        .filter(visible_to(caller.org_id(), service_environment::Column::OrgId))
         .filter(service_environment::Column::Id.is_in(ids.iter().copied()))
         .all(conn)
         .await?;
@@ -497,7 +521,7 @@ pub async fn create_service(
     let id = ServiceId::generate();
     let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
         Begun::Fresh(txn) => txn,
-        Begun::Replay(id) => return idempotency::replayed(service(db, scope.org_id(), ServiceId(id)).await, "service"),
+        Begun::Replay(id) => return idempotency::replayed(service(db, scope.into(), ServiceId(id)).await, "service"),
     };
     let taken = service::Entity::find()
         .filter(visible_to(scope.org_id(), service::Column::OrgId))
@@ -634,12 +658,12 @@ pub async fn create_environment(
     let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
         Begun::Fresh(txn) => txn,
         Begun::Replay(id) => {
-            let environment = environment(db, scope.org_id(), EnvironmentId(id)).await;
+            let environment = environment(db, scope.into(), EnvironmentId(id)).await;
             return idempotency::replayed(environment, "service environment");
         }
     };
-    let service = service(&txn, scope.org_id(), service_id).await?;
-    let template = environments(&txn, scope.org_id(), service.id).await?.into_iter().next();
+    let service = service(&txn, scope.into(), service_id).await?;
+    let template = environments(&txn, scope.into(), service.id).await?.into_iter().next();
     let empty = serde_json::json!({});
     let credentials_schema = checked_schema(
         "credentialsSchema",

@@ -325,7 +325,7 @@ pub async fn update(
     let name = patch.name.as_deref().map(|name| required_text("instanceName", name, 256)).transpose()?;
     let txn = db.begin().await?;
     let row = own_row(&txn, scope, id).await?;
-    let definition = solutions::versions(&txn, &[(row.solution_id, row.solution_version)])
+    let definition = solutions::versions_unscoped(&txn, &[(row.solution_id, row.solution_version)])
         .await?
         .remove(&(row.solution_id, row.solution_version))
         .ok_or_else(|| Error::internal(anyhow::anyhow!("instance {} lost its solution version", row.id)))?;
@@ -407,7 +407,7 @@ pub async fn remove(db: &DatabaseConnection, scope: &UserScope, id: InstanceId) 
 }
 
 /// The instances of an end user, removed before the user's authentications.
-pub async fn remove_all_of(txn: &DatabaseTransaction, org_id: OrgId, user_id: UserId) -> Result<u64> {
+pub(crate) async fn remove_all_of(txn: &DatabaseTransaction, org_id: OrgId, user_id: UserId) -> Result<u64> {
     let removed = solution_instance::Entity::delete_many()
         .filter(solution_instance::Column::OrgId.eq(org_id.0))
         .filter(solution_instance::Column::OwnerUserId.eq(user_id.0))
@@ -416,8 +416,12 @@ pub async fn remove_all_of(txn: &DatabaseTransaction, org_id: OrgId, user_id: Us
     Ok(removed.rows_affected)
 }
 
-/// The names of the instances using an authentication, for a `CONFLICT` message.
-pub async fn using_authentication(conn: &impl ConnectionTrait, id: AuthenticationId) -> Result<Vec<String>> {
+/// The names of the caller's instances using an authentication, for a `CONFLICT` message.
+pub(crate) async fn using_authentication(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+) -> Result<Vec<String>> {
     let values = instance_auth_value::Entity::find()
         .filter(instance_auth_value::Column::AuthenticationId.eq(id.0))
         .all(conn)
@@ -425,7 +429,7 @@ pub async fn using_authentication(conn: &impl ConnectionTrait, id: Authenticatio
     if values.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = solution_instance::Entity::find()
+    let rows = scoped(caller)
         .filter(solution_instance::Column::Id.is_in(values.iter().map(|v| v.instance_id)))
         .all(conn)
         .await?;
@@ -500,7 +504,7 @@ async fn assemble(
     keys.extend(solutions.values().map(|s| (s.id, s.latest_version)));
     keys.sort_unstable();
     keys.dedup();
-    let definitions = solutions::versions(conn, &keys).await?;
+    let definitions = solutions::versions_unscoped(conn, &keys).await?;
     rows.into_iter()
         .map(|row| {
             let lost = || Error::internal(anyhow::anyhow!("instance {} lost its solution version", row.id));

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use super::{audit, conflict_on_unique, required_text};
 use crate::{
-    auth::master_tokens,
+    auth::{Caller, master_tokens},
     error::{Error, Result},
     ids::OrgId,
 };
@@ -61,8 +61,13 @@ pub async fn create_with_master_token(
     Ok((org, secret))
 }
 
-pub async fn get(conn: &impl ConnectionTrait, id: OrgId) -> Result<Organization> {
-    organization::Entity::find_by_id(id.0).one(conn).await?.map(Into::into).ok_or(Error::NotFound("organization"))
+/// The caller's own organization.
+pub async fn own(conn: &impl ConnectionTrait, caller: Caller<'_>) -> Result<Organization> {
+    organization::Entity::find_by_id(caller.org_id().0)
+        .one(conn)
+        .await?
+        .map(Into::into)
+        .ok_or(Error::NotFound("organization"))
 }
 
 pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<Organization>> {

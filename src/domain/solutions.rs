@@ -184,7 +184,7 @@ fn external_id(value: &str) -> Result<()> {
 }
 
 /// Validates a definition against the organization's catalog.
-async fn check_definition(conn: &impl ConnectionTrait, org_id: OrgId, definition: &Definition) -> Result<()> {
+async fn check_definition(conn: &impl ConnectionTrait, scope: &MasterScope, definition: &Definition) -> Result<()> {
     required_text("title", &definition.title, 200)?;
     for tag in &definition.tags {
         required_text("tag", tag, 64)?;
@@ -206,9 +206,9 @@ async fn check_definition(conn: &impl ConnectionTrait, org_id: OrgId, definition
     }
     for slot in &definition.auth_slots {
         required_text("authSlots.title", &slot.title, 200)?;
-        let service = catalog::service(conn, org_id, crate::ids::ServiceId(slot.service_id)).await?;
+        let service = catalog::service(conn, scope.into(), crate::ids::ServiceId(slot.service_id)).await?;
         if let Some(environment) = slot.service_environment_id {
-            let environment = catalog::environment(conn, org_id, crate::ids::EnvironmentId(environment)).await?;
+            let environment = catalog::environment(conn, scope.into(), crate::ids::EnvironmentId(environment)).await?;
             if environment.service_id != service.id {
                 return Err(Error::bad_input(format!(
                     "auth slot {:?}: the environment is not of its service",
@@ -298,7 +298,7 @@ pub async fn create(
         config_slots: input.config_slots,
         workflows: workflows(input.workflow_names, &[]),
     };
-    check_definition(&txn, scope.org_id(), &definition).await?;
+    check_definition(&txn, scope, &definition).await?;
     let now = Utc::now();
     let row = solution::Entity::insert(solution::ActiveModel {
         id: Set(id.0),
@@ -347,7 +347,7 @@ pub async fn update(
     if let Some(names) = patch.workflow_names {
         definition.workflows = workflows(names, &definition.workflows);
     }
-    check_definition(&txn, scope.org_id(), &definition).await?;
+    check_definition(&txn, scope, &definition).await?;
     let mut active: solution::ActiveModel = row.into();
     active.draft = Set(serde_json::to_string(&definition).map_err(Error::internal)?);
     active.draft_tags = Set(tags_column(&definition.tags));
@@ -396,8 +396,12 @@ pub async fn remove(db: &DatabaseConnection, scope: &MasterScope, id: SolutionId
     Ok(())
 }
 
-/// Published definitions by (solution, version), in one statement.
-pub async fn versions(conn: &impl ConnectionTrait, keys: &[(Uuid, i32)]) -> Result<HashMap<(Uuid, i32), Definition>> {
+/// Published definitions by (solution, version), in one statement. Unscoped: callers pass
+/// keys of solutions they have already found in the caller's organization.
+pub(crate) async fn versions_unscoped(
+    conn: &impl ConnectionTrait,
+    keys: &[(Uuid, i32)],
+) -> Result<HashMap<(Uuid, i32), Definition>> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
@@ -446,7 +450,7 @@ async fn resolve(conn: &impl ConnectionTrait, drafts: bool, mut page: Page<solut
         return Ok(page.with_items(items));
     }
     let keys: Vec<_> = rows.iter().map(|row| (row.id, row.latest_version)).collect();
-    let mut definitions = versions(conn, &keys).await?;
+    let mut definitions = versions_unscoped(conn, &keys).await?;
     let items = rows
         .into_iter()
         .map(|row| {
@@ -460,7 +464,11 @@ async fn resolve(conn: &impl ConnectionTrait, drafts: bool, mut page: Page<solut
 }
 
 /// Rows of the given solutions in the caller's organization, for instances.
-pub async fn rows(conn: &impl ConnectionTrait, org_id: OrgId, ids: &[Uuid]) -> Result<HashMap<Uuid, solution::Model>> {
+pub(crate) async fn rows(
+    conn: &impl ConnectionTrait,
+    org_id: OrgId,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, solution::Model>> {
     let rows = solution::Entity::find()
         .filter(solution::Column::OrgId.eq(org_id.0))
         .filter(solution::Column::Id.is_in(ids.iter().copied()))
@@ -470,7 +478,7 @@ pub async fn rows(conn: &impl ConnectionTrait, org_id: OrgId, ids: &[Uuid]) -> R
 }
 
 /// A published solution of the organization, with its latest definition.
-pub async fn latest(
+pub(crate) async fn latest(
     conn: &impl ConnectionTrait,
     org_id: OrgId,
     id: SolutionId,
@@ -479,7 +487,7 @@ pub async fn latest(
     if row.latest_version == 0 {
         return Err(Error::NotFound("solution"));
     }
-    let definition = versions(conn, &[(row.id, row.latest_version)])
+    let definition = versions_unscoped(conn, &[(row.id, row.latest_version)])
         .await?
         .remove(&(row.id, row.latest_version))
         .ok_or_else(|| Error::internal(anyhow::anyhow!("solution {} lost a version", row.id)))?;

@@ -79,7 +79,7 @@ async fn find_row(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -
         .ok_or(Error::NotFound("user"))
 }
 
-pub async fn get(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<ExternalUser> {
+async fn get(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<ExternalUser> {
     find_row(conn, org_id, user_id).await.map(Into::into)
 }
 

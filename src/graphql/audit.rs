@@ -4,10 +4,10 @@ use async_graphql::{Context, ID, Object, Result, SimpleObject};
 
 use super::{
     connection::{AuditEventConnectionName, AuditEventEdgeName, NamedConnection, from_page},
-    db,
     guard::{Token, access},
     page_request, principal,
     scalars::DateTime,
+    unscoped_db,
 };
 use crate::{auth::Access, domain::audit};
 
@@ -56,7 +56,7 @@ impl AuditQuery {
         before: Option<String>,
     ) -> Result<AuditEventConnection> {
         let scope = principal(ctx).master()?;
-        let page = audit::list(db(ctx), scope, &page_request(first, after, last, before)?).await?;
+        let page = audit::list(unscoped_db(ctx), scope, &page_request(first, after, last, before)?).await?;
         Ok(from_page(page, |event| event.id, AuditEvent::from))
     }
 }

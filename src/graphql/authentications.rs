@@ -7,11 +7,10 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use super::{
     catalog::{Service, ServiceEnvironment},
     connection::{AuthenticationConnectionName, AuthenticationEdgeName, NamedConnection, from_page},
-    db,
     guard::{Token, access},
     idempotency, page_request, principal,
     scalars::{DateTime, Json},
-    services,
+    services, unscoped_db,
 };
 use crate::{
     auth::Access,
@@ -150,7 +149,7 @@ impl ViewerAuthentications {
             owner: criteria.owner_id.as_deref().map(|id| UserId::parse(id)).transpose()?,
             service_id: criteria.service_id.as_deref().map(|id| ServiceId::parse(id)).transpose()?,
         };
-        let page = authentications::list(db(ctx), caller, criteria, &page).await?;
+        let page = authentications::list(unscoped_db(ctx), caller, criteria, &page).await?;
         Ok(from_page(page, |authentication| authentication.id.0, Authentication::from))
     }
 }
@@ -164,7 +163,7 @@ impl AuthenticationsQuery {
     #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
     async fn authentication(&self, ctx: &Context<'_>, id: ID) -> Result<Authentication> {
         let caller = principal(ctx).caller()?;
-        Ok(authentications::get(db(ctx), caller, AuthenticationId::parse(&id)?).await?.into())
+        Ok(authentications::get(unscoped_db(ctx), caller, AuthenticationId::parse(&id)?).await?.into())
     }
 
     /// (ext) The credentials and user data, for the owning end user only, where the
@@ -172,9 +171,13 @@ impl AuthenticationsQuery {
     #[graphql(guard = "Access::User", directive = access::apply(Token::User))]
     async fn authentication_credentials(&self, ctx: &Context<'_>, id: ID) -> Result<AuthenticationCredentials> {
         let scope = principal(ctx).user()?;
-        let full =
-            authentications::read_full(db(ctx), services(ctx).keyring_handle(), scope, AuthenticationId::parse(&id)?)
-                .await?;
+        let full = authentications::read_full(
+            unscoped_db(ctx),
+            services(ctx).keyring_handle(),
+            scope,
+            AuthenticationId::parse(&id)?,
+        )
+        .await?;
         Ok(AuthenticationCredentials {
             authentication_id: ID(full.authentication.id.to_string()),
             data: Json::from(full.credentials.expose().clone()),
@@ -207,7 +210,8 @@ impl AuthenticationsMutation {
             hidden: input.hidden,
             custom_fields: input.custom_fields.map(Json::into_value),
         };
-        let created = authentications::create(db(ctx), &services(ctx).keyring(), caller, new, idempotency(ctx)).await?;
+        let created =
+            authentications::create(unscoped_db(ctx), &services(ctx).keyring(), caller, new, idempotency(ctx)).await?;
         Ok(CreateUserAuthenticationPayload {
             authentication_id: created.id.to_string(),
             client_mutation_id: input.client_mutation_id,
@@ -230,7 +234,8 @@ impl AuthenticationsMutation {
             custom_fields: input.custom_fields.map(Json::into_value),
         };
         let id = AuthenticationId::parse(&input.authentication_id)?;
-        let updated = authentications::replace(db(ctx), &services(ctx).keyring(), caller, id, replacement).await?;
+        let updated =
+            authentications::replace(unscoped_db(ctx), &services(ctx).keyring(), caller, id, replacement).await?;
         Ok(UpdateUserAuthenticationPayload {
             authentication: updated.into(),
             client_mutation_id: input.client_mutation_id,
@@ -245,7 +250,7 @@ impl AuthenticationsMutation {
         input: RemoveUserAuthenticationInput,
     ) -> Result<RemoveUserAuthenticationPayload> {
         let caller = principal(ctx).caller()?;
-        authentications::remove(db(ctx), caller, AuthenticationId::parse(&input.authentication_id)?).await?;
+        authentications::remove(unscoped_db(ctx), caller, AuthenticationId::parse(&input.authentication_id)?).await?;
         Ok(RemoveUserAuthenticationPayload { client_mutation_id: input.client_mutation_id })
     }
 }

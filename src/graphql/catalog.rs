@@ -6,11 +6,10 @@ use secrecy::SecretString;
 
 use super::{
     connection::{NamedConnection, ServiceConnectionName, ServiceEdgeName, from_page},
-    db,
     guard::{Token, access},
     idempotency, page_request, principal,
     scalars::Json,
-    services,
+    services, unscoped_db,
 };
 use crate::{
     auth::Access,
@@ -275,8 +274,8 @@ impl CatalogQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<ServiceConnection> {
-        let org_id = principal(ctx).org_id()?;
-        let page = catalog::list_services(db(ctx), org_id, &page_request(first, after, last, before)?).await?;
+        let caller = principal(ctx).caller()?;
+        let page = catalog::list_services(unscoped_db(ctx), caller, &page_request(first, after, last, before)?).await?;
         Ok(from_page(page, |service| service.id.0, Service::from))
     }
 
@@ -288,10 +287,10 @@ impl CatalogQuery {
         service_name: String,
         service_version: String,
     ) -> Result<Vec<ServiceEnvironment>> {
-        let org_id = principal(ctx).org_id()?;
+        let caller = principal(ctx).caller()?;
         let service =
-            catalog::service_by_name(db(ctx), org_id, &service_name, parse_version(&service_version)?).await?;
-        let environments = catalog::environments(db(ctx), org_id, service.id).await?;
+            catalog::service_by_name(unscoped_db(ctx), caller, &service_name, parse_version(&service_version)?).await?;
+        let environments = catalog::environments(unscoped_db(ctx), caller, service.id).await?;
         Ok(environments.into_iter().map(Into::into).collect())
     }
 }
@@ -324,7 +323,7 @@ impl CatalogMutation {
             description: input.description,
             icon: input.icon,
         };
-        let service = catalog::create_service(db(ctx), scope, new, idempotency(ctx)).await?;
+        let service = catalog::create_service(unscoped_db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateServicePayload { service: service.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -333,7 +332,8 @@ impl CatalogMutation {
     async fn update_service(&self, ctx: &Context<'_>, input: UpdateServiceInput) -> Result<UpdateServicePayload> {
         let scope = principal(ctx).master()?;
         let patch = catalog::ServicePatch { title: input.title, description: input.description, icon: input.icon };
-        let service = catalog::update_service(db(ctx), scope, ServiceId::parse(&input.service_id)?, patch).await?;
+        let service =
+            catalog::update_service(unscoped_db(ctx), scope, ServiceId::parse(&input.service_id)?, patch).await?;
         Ok(UpdateServicePayload { service: service.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -341,7 +341,7 @@ impl CatalogMutation {
     #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
     async fn remove_service(&self, ctx: &Context<'_>, input: RemoveServiceInput) -> Result<RemoveServicePayload> {
         let scope = principal(ctx).master()?;
-        catalog::remove_service(db(ctx), scope, ServiceId::parse(&input.service_id)?).await?;
+        catalog::remove_service(unscoped_db(ctx), scope, ServiceId::parse(&input.service_id)?).await?;
         Ok(RemoveServicePayload { client_mutation_id: input.client_mutation_id })
     }
 
@@ -362,9 +362,15 @@ impl CatalogMutation {
             oauth_app: input.oauth_app.map(Into::into),
         };
         let service_id = ServiceId::parse(&input.service_id)?;
-        let environment =
-            catalog::create_environment(db(ctx), &services(ctx).keyring(), scope, service_id, new, idempotency(ctx))
-                .await?;
+        let environment = catalog::create_environment(
+            unscoped_db(ctx),
+            &services(ctx).keyring(),
+            scope,
+            service_id,
+            new,
+            idempotency(ctx),
+        )
+        .await?;
         Ok(CreateServiceEnvironmentPayload {
             service_environment: environment.into(),
             client_mutation_id: input.client_mutation_id,
@@ -387,7 +393,8 @@ impl CatalogMutation {
             oauth_app: input.oauth_app.map(Into::into),
         };
         let id = EnvironmentId::parse(&input.service_environment_id)?;
-        let environment = catalog::update_environment(db(ctx), &services(ctx).keyring(), scope, id, patch).await?;
+        let environment =
+            catalog::update_environment(unscoped_db(ctx), &services(ctx).keyring(), scope, id, patch).await?;
         Ok(UpdateServiceEnvironmentPayload {
             service_environment: environment.into(),
             client_mutation_id: input.client_mutation_id,
@@ -402,7 +409,8 @@ impl CatalogMutation {
         input: RemoveServiceEnvironmentInput,
     ) -> Result<RemoveServiceEnvironmentPayload> {
         let scope = principal(ctx).master()?;
-        catalog::remove_environment(db(ctx), scope, EnvironmentId::parse(&input.service_environment_id)?).await?;
+        catalog::remove_environment(unscoped_db(ctx), scope, EnvironmentId::parse(&input.service_environment_id)?)
+            .await?;
         Ok(RemoveServiceEnvironmentPayload { client_mutation_id: input.client_mutation_id })
     }
 }

@@ -59,7 +59,7 @@ pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 /// What every resolver may use, shared by all requests.
 #[derive(Clone)]
 pub struct Services {
-    pub db: DatabaseConnection,
+    db: DatabaseConnection,
     user_tokens: UserTokens,
     keyring: Arc<KeyringHandle>,
 }
@@ -72,6 +72,12 @@ impl Services {
     /// The keyring in force now (it follows a rotation of the key file).
     pub fn keyring(&self) -> Arc<Keyring> {
         self.keyring.current()
+    }
+
+    /// The raw connection, which filters nothing: hand it only to a use case in
+    /// [`crate::domain`] together with the caller's scope, never query it directly.
+    pub fn unscoped_db(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     pub fn keyring_handle(&self) -> &KeyringHandle {
@@ -147,8 +153,10 @@ pub fn idempotency<'a>(ctx: &Context<'a>) -> Option<&'a Idempotency> {
     ctx.data_opt::<Idempotency>()
 }
 
-pub fn db<'a>(ctx: &Context<'a>) -> &'a DatabaseConnection {
-    &services(ctx).db
+/// The raw connection, for handing to a use case with the caller's scope (see
+/// [`Services::unscoped_db`]).
+pub fn unscoped_db<'a>(ctx: &Context<'a>) -> &'a DatabaseConnection {
+    services(ctx).unscoped_db()
 }
 
 pub fn page_request(

@@ -13,10 +13,10 @@ use super::{
         NamedConnection, SolutionConnectionName, SolutionEdgeName, SolutionInstanceConnectionName,
         SolutionInstanceEdgeName, WorkflowInstanceConnectionName, WorkflowInstanceEdgeName, from_page,
     },
-    db,
     guard::{Token, access},
     idempotency, page_request, principal,
     scalars::{DateTime, Json},
+    unscoped_db,
 };
 use crate::{
     auth::Access,
@@ -500,7 +500,8 @@ impl ViewerSolutions {
         let caller = principal(ctx).caller()?;
         let criteria = criteria.unwrap_or_default();
         let (tags, drafts) = (criteria.tags.unwrap_or_default(), criteria.include_drafts.unwrap_or(false));
-        let page = solutions::list(db(ctx), caller, &tags, drafts, &page_request(first, after, last, before)?).await?;
+        let page = solutions::list(unscoped_db(ctx), caller, &tags, drafts, &page_request(first, after, last, before)?)
+            .await?;
         Ok(from_page(page, |s| s.id.0, Solution::from))
     }
 
@@ -528,7 +529,7 @@ impl ViewerSolutions {
             owner: criteria.owner.as_deref().map(UserId::parse).transpose()?,
             solution_id: criteria.solution_id.as_deref().map(SolutionId::parse).transpose()?,
         };
-        let (page, total) = instances::list(db(ctx), caller, criteria, &page).await?;
+        let (page, total) = instances::list(unscoped_db(ctx), caller, criteria, &page).await?;
         Ok(instance_connection(page, total))
     }
 }
@@ -563,7 +564,7 @@ impl SolutionsMutation {
             name: input.instance_name,
             values: values(input.auth_values, input.config_values),
         };
-        let instance = instances::create(db(ctx), scope, new, idempotency(ctx)).await?;
+        let instance = instances::create(unscoped_db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateSolutionInstancePayload {
             solution_instance: instance.into(),
             client_mutation_id: input.client_mutation_id,
@@ -585,7 +586,7 @@ impl SolutionsMutation {
             error_on_enabling_with_missing_values: input.error_on_enabling_with_missing_values.unwrap_or(false),
         };
         let id = InstanceId::parse(&input.solution_instance_id)?;
-        let instance = instances::update(db(ctx), scope, id, patch).await?;
+        let instance = instances::update(unscoped_db(ctx), scope, id, patch).await?;
         Ok(UpdateSolutionInstancePayload {
             solution_instance: instance.into(),
             client_mutation_id: input.client_mutation_id,
@@ -601,7 +602,8 @@ impl SolutionsMutation {
     ) -> Result<UpgradeSolutionInstancePayload> {
         let scope = principal(ctx).user()?;
         let id = InstanceId::parse(&input.solution_instance_id)?;
-        let instance = instances::upgrade(db(ctx), scope, id, values(input.auth_values, input.config_values)).await?;
+        let instance =
+            instances::upgrade(unscoped_db(ctx), scope, id, values(input.auth_values, input.config_values)).await?;
         Ok(UpgradeSolutionInstancePayload {
             solution_instance: instance.into(),
             client_mutation_id: input.client_mutation_id,
@@ -615,7 +617,7 @@ impl SolutionsMutation {
         input: RemoveSolutionInstanceInput,
     ) -> Result<RemoveSolutionInstancePayload> {
         let scope = principal(ctx).user()?;
-        instances::remove(db(ctx), scope, InstanceId::parse(&input.solution_instance_id)?).await?;
+        instances::remove(unscoped_db(ctx), scope, InstanceId::parse(&input.solution_instance_id)?).await?;
         Ok(RemoveSolutionInstancePayload { client_mutation_id: input.client_mutation_id })
     }
 
@@ -632,7 +634,7 @@ impl SolutionsMutation {
             config_slots: config_slots(input.config_slots.unwrap_or_default()),
             workflow_names: workflow_names(input.workflows.unwrap_or_default()),
         };
-        let created = solutions::create(db(ctx), scope, new, idempotency(ctx)).await?;
+        let created = solutions::create(unscoped_db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateSolutionPayload { solution: created.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -649,7 +651,7 @@ impl SolutionsMutation {
             config_slots: input.config_slots.map(config_slots),
             workflow_names: input.workflows.map(workflow_names),
         };
-        let updated = solutions::update(db(ctx), scope, SolutionId::parse(&input.solution_id)?, patch).await?;
+        let updated = solutions::update(unscoped_db(ctx), scope, SolutionId::parse(&input.solution_id)?, patch).await?;
         Ok(UpdateSolutionPayload { solution: updated.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -657,7 +659,7 @@ impl SolutionsMutation {
     #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
     async fn publish_solution(&self, ctx: &Context<'_>, input: PublishSolutionInput) -> Result<PublishSolutionPayload> {
         let scope = principal(ctx).master()?;
-        let published = solutions::publish(db(ctx), scope, SolutionId::parse(&input.solution_id)?).await?;
+        let published = solutions::publish(unscoped_db(ctx), scope, SolutionId::parse(&input.solution_id)?).await?;
         Ok(PublishSolutionPayload { solution: published.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -665,7 +667,7 @@ impl SolutionsMutation {
     #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
     async fn remove_solution(&self, ctx: &Context<'_>, input: RemoveSolutionInput) -> Result<RemoveSolutionPayload> {
         let scope = principal(ctx).master()?;
-        solutions::remove(db(ctx), scope, SolutionId::parse(&input.solution_id)?).await?;
+        solutions::remove(unscoped_db(ctx), scope, SolutionId::parse(&input.solution_id)?).await?;
         Ok(RemoveSolutionPayload { client_mutation_id: input.client_mutation_id })
     }
 }

@@ -6,11 +6,10 @@ use secrecy::ExposeSecret;
 
 use super::{
     connection::{NamedConnection, UserConnectionName, UserEdgeName, from_page},
-    db,
     guard::{Token, access},
     idempotency, page_request, principal,
     scalars::DateTime,
-    services,
+    services, unscoped_db,
 };
 use crate::{
     auth::Access,
@@ -139,7 +138,7 @@ impl UsersQuery {
             name: criteria.name,
             is_test_user: criteria.is_test_user,
         };
-        let page = users::list(db(ctx), scope, criteria, &page).await?;
+        let page = users::list(unscoped_db(ctx), scope, criteria, &page).await?;
         Ok(from_page(page, |user| user.id.0, ExternalUser::from))
     }
 }
@@ -161,7 +160,7 @@ impl UsersMutation {
             external_user_id: input.external_user_id,
             is_test_user: input.is_test_user.unwrap_or(false),
         };
-        let user = users::create(db(ctx), scope, new, idempotency(ctx)).await?;
+        let user = users::create(unscoped_db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateExternalUserPayload { user_id: ID(user.id.to_string()), client_mutation_id: input.client_mutation_id })
     }
 
@@ -174,7 +173,7 @@ impl UsersMutation {
         let scope = principal(ctx).master()?;
         let user_id = UserId::parse(&input.user_id)?;
         let patch = UserPatch { name: input.name, is_test_user: input.is_test_user };
-        let user = users::update(db(ctx), scope, user_id, patch).await?;
+        let user = users::update(unscoped_db(ctx), scope, user_id, patch).await?;
         Ok(UpdateExternalUserPayload { user: user.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -186,7 +185,7 @@ impl UsersMutation {
         input: RemoveExternalUserInput,
     ) -> Result<RemoveExternalUserPayload> {
         let scope = principal(ctx).master()?;
-        users::remove(db(ctx), scope, UserId::parse(&input.user_id)?).await?;
+        users::remove(unscoped_db(ctx), scope, UserId::parse(&input.user_id)?).await?;
         Ok(RemoveExternalUserPayload { client_mutation_id: input.client_mutation_id })
     }
 
@@ -195,7 +194,8 @@ impl UsersMutation {
     async fn authorize(&self, ctx: &Context<'_>, input: AuthorizeInput) -> Result<AuthorizePayload> {
         let scope = principal(ctx).master()?;
         let minted =
-            users::authorize(db(ctx), services(ctx).user_tokens(), scope, UserId::parse(&input.user_id)?).await?;
+            users::authorize(unscoped_db(ctx), services(ctx).user_tokens(), scope, UserId::parse(&input.user_id)?)
+                .await?;
         Ok(AuthorizePayload {
             access_token: minted.token.expose_secret().to_owned(),
             client_mutation_id: input.client_mutation_id,
@@ -210,7 +210,7 @@ impl UsersMutation {
         input: GenerateAuthorizationCodeInput,
     ) -> Result<GenerateAuthorizationCodePayload> {
         let scope = principal(ctx).master()?;
-        let code = users::generate_authorization_code(db(ctx), scope, UserId::parse(&input.user_id)?).await?;
+        let code = users::generate_authorization_code(unscoped_db(ctx), scope, UserId::parse(&input.user_id)?).await?;
         Ok(GenerateAuthorizationCodePayload {
             authorization_code: code.expose_secret().to_owned(),
             client_mutation_id: input.client_mutation_id,
@@ -225,7 +225,7 @@ impl UsersMutation {
         input: RevokeUserTokensInput,
     ) -> Result<RevokeUserTokensPayload> {
         let scope = principal(ctx).master()?;
-        users::revoke_tokens(db(ctx), scope, UserId::parse(&input.user_id)?).await?;
+        users::revoke_tokens(unscoped_db(ctx), scope, UserId::parse(&input.user_id)?).await?;
         Ok(RevokeUserTokensPayload { client_mutation_id: input.client_mutation_id })
     }
 }

@@ -3,9 +3,8 @@
 use async_graphql::{Context, MergedObject, Object, Result, SimpleObject};
 
 use super::{
-    db,
     guard::{Token, access},
-    principal,
+    principal, unscoped_db,
 };
 use crate::{
     auth::{Access, Principal},
@@ -35,11 +34,11 @@ impl ViewerDetails {
     async fn details(&self, ctx: &Context<'_>) -> Result<UserDetails> {
         Ok(match principal(ctx) {
             Principal::User(scope) => {
-                let user = users::me(db(ctx), scope).await?;
+                let user = users::me(unscoped_db(ctx), scope).await?;
                 UserDetails { username: user.external_user_id, email: String::new(), name: user.name }
             }
             other => {
-                let org = orgs::get(db(ctx), other.master()?.org_id()).await?;
+                let org = orgs::own(unscoped_db(ctx), other.caller()?).await?;
                 UserDetails { username: org.name.clone(), email: String::new(), name: org.name }
             }
         })

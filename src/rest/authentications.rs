@@ -97,7 +97,8 @@ pub async fn create(
         custom_fields: body.custom_fields,
     };
     let created =
-        authentications::create(&state.db, &state.keyring.current(), caller, new, idempotency.as_ref()).await?;
+        authentications::create(&state.unscoped_db, &state.keyring.current(), caller, new, idempotency.as_ref())
+            .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": created.id.to_string()}))))
 }
 
@@ -106,7 +107,8 @@ pub async fn get(
     Caller(principal): Caller,
     Path(id): Path<String>,
 ) -> RestResult<Json<Value>> {
-    let authentication = authentications::get(&state.db, principal.caller()?, AuthenticationId::parse(&id)?).await?;
+    let authentication =
+        authentications::get(&state.unscoped_db, principal.caller()?, AuthenticationId::parse(&id)?).await?;
     Ok(Json(metadata(&authentication)))
 }
 
@@ -122,14 +124,15 @@ pub async fn replace(
         .ok_or_else(|| Error::bad_input("credentials (or data) is required: a replacement is complete"))?;
     let user_data = either(("userData", body.user_data), ("formData", body.form_data))?;
     if let Some(environment) = &body.service_environment_id {
-        let current = authentications::get(&state.db, caller, id).await?;
+        let current = authentications::get(&state.unscoped_db, caller, id).await?;
         if EnvironmentId::parse(environment)? != current.environment.id {
             return Err(Error::bad_input("serviceEnvironmentId cannot change; create a new authentication").into());
         }
     }
     let replacement =
         Replacement { name: body.name, credentials, user_data, scopes: body.scopes, custom_fields: body.custom_fields };
-    let updated = authentications::replace(&state.db, &state.keyring.current(), caller, id, replacement).await?;
+    let updated =
+        authentications::replace(&state.unscoped_db, &state.keyring.current(), caller, id, replacement).await?;
     Ok(Json(metadata(&updated)))
 }
 
@@ -138,7 +141,7 @@ pub async fn remove(
     Caller(principal): Caller,
     Path(id): Path<String>,
 ) -> RestResult<StatusCode> {
-    authentications::remove(&state.db, principal.caller()?, AuthenticationId::parse(&id)?).await?;
+    authentications::remove(&state.unscoped_db, principal.caller()?, AuthenticationId::parse(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -148,7 +151,8 @@ pub async fn full(
     Path(id): Path<String>,
 ) -> RestResult<Json<Value>> {
     let scope = principal.user()?;
-    let full = authentications::read_full(&state.db, &state.keyring, scope, AuthenticationId::parse(&id)?).await?;
+    let full =
+        authentications::read_full(&state.unscoped_db, &state.keyring, scope, AuthenticationId::parse(&id)?).await?;
     let mut body = metadata(&full.authentication);
     body["userData"] = full.user_data.expose().clone();
     body["credentials"] = full.credentials.expose().clone();

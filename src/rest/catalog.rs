@@ -10,7 +10,7 @@ use super::{Caller, RestResult};
 use crate::{domain::catalog, error::Error, http::AppState};
 
 pub async fn connectors(State(state): State<AppState>, Caller(principal): Caller) -> RestResult<Json<Value>> {
-    let services = catalog::all_services(&state.db, principal.org_id()?).await?;
+    let services = catalog::all_services(&state.unscoped_db, principal.caller()?).await?;
     let elements: Vec<Value> = services
         .into_iter()
         .map(|service| {
@@ -31,10 +31,10 @@ pub async fn environments(
     Caller(principal): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> RestResult<Json<Value>> {
-    let org_id = principal.org_id()?;
+    let caller = principal.caller()?;
     let version: i32 = version.parse().map_err(|_| Error::bad_input("the version must be a whole number"))?;
-    let service = catalog::service_by_name(&state.db, org_id, &name, version).await?;
-    let elements: Vec<Value> = catalog::environments(&state.db, org_id, service.id)
+    let service = catalog::service_by_name(&state.unscoped_db, caller, &name, version).await?;
+    let elements: Vec<Value> = catalog::environments(&state.unscoped_db, caller, service.id)
         .await?
         .into_iter()
         .map(|environment| {

@@ -7,25 +7,58 @@ mod catalog;
 use axum::{
     Json, Router,
     extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
-    http::{header, request::Parts},
+    handler::Handler,
+    http::{Method, header, request::Parts},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{MethodFilter, MethodRouter, on},
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{auth::Principal, domain::idempotency::Idempotency, error::Error, http::AppState};
+use crate::{
+    auth::{Access, Principal},
+    domain::idempotency::Idempotency,
+    error::Error,
+    http::AppState,
+};
+
+/// One endpoint under `/core/v1`: the router is built from these, and the access matrix
+/// test drives every one of them, so neither can miss an endpoint.
+pub struct Route {
+    pub method: Method,
+    /// The path under `/core/v1`, with `{parameters}` as the router matches them.
+    pub path: &'static str,
+    /// The token the endpoint takes.
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    // The handler answers exactly the method the table names.
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or_else(|_| unreachable!("a standard method"));
+    Route { method, path, access, handler: on(filter, handler) }
+}
+
+/// Every `/core/v1` endpoint.
+pub fn routes() -> Vec<Route> {
+    use Access::{MasterOrUser, User};
+    vec![
+        route(Method::POST, "/authentications", MasterOrUser, authentications::create),
+        route(Method::GET, "/authentications/{id}", MasterOrUser, authentications::get),
+        route(Method::PUT, "/authentications/{id}", MasterOrUser, authentications::replace),
+        route(Method::DELETE, "/authentications/{id}", MasterOrUser, authentications::remove),
+        route(Method::GET, "/authentications/{id}/full", User, authentications::full),
+        route(Method::GET, "/connectors", MasterOrUser, catalog::connectors),
+        route(Method::GET, "/services/{name}/versions/{version}/environments", MasterOrUser, catalog::environments),
+    ]
+}
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/authentications", axum::routing::post(authentications::create))
-        .route(
-            "/authentications/{id}",
-            get(authentications::get).put(authentications::replace).delete(authentications::remove),
-        )
-        .route("/authentications/{id}/full", get(authentications::full))
-        .route("/connectors", get(catalog::connectors))
-        .route("/services/{name}/versions/{version}/environments", get(catalog::environments))
+    routes().into_iter().fold(Router::new(), |router, route| router.route(route.path, route.handler))
 }
 
 /// A use-case error as a REST response.

@@ -511,3 +511,250 @@ fn schema_graphql_shows_the_token_of_every_field() {
         assert!(line.contains(row.access.sdl()), "{}.{}: {line}", row.ty, row.field);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Whole answers: a foreign id reads exactly like a missing one
+
+/// An answer as text with `ids` replaced, so two answers about different ids compare.
+fn without_ids(body: &Value, ids: &[&str]) -> String {
+    ids.iter().fold(body.to_string(), |text, id| text.replace(id, "<id>"))
+}
+
+#[tokio::test]
+async fn a_foreign_id_gets_the_same_whole_answer_as_a_missing_one_and_changes_nothing() {
+    let fixture = Fixture::new().await;
+    let mut failures = Vec::new();
+    for (n, row) in
+        TABLE.iter().enumerate().filter(|(_, row)| !matches!(row.target, Target::Nothing | Target::Unsupported))
+    {
+        for (m, caller) in CALLERS.iter().enumerate().filter(|(_, caller)| expected(row, **caller) == Some("NOT_FOUND"))
+        {
+            let tag = format!("whole-{n}-{m}");
+            let target = fixture.make_target(row.target, &tag).await;
+            let foreign_id = target.as_str().unwrap().to_owned();
+            let missing_id = uuid::Uuid::now_v7().to_string();
+            let token = fixture.token(*caller);
+            let ask = |id: &str| {
+                let variables = json!({"id": id, "env": fixture.zendesk_env, "svc": fixture.zendesk_service});
+                fixture.server.graphql(token.as_deref(), row.operation, variables)
+            };
+            let foreign = ask(&foreign_id).await;
+            let missing = ask(&missing_id).await;
+            if without_ids(&foreign, &[&foreign_id]) != without_ids(&missing, &[&missing_id]) {
+                failures
+                    .push(format!("{}.{} as {caller:?}: foreign {foreign} vs missing {missing}", row.ty, row.field));
+            }
+            if !fixture.untouched(row.target, &target, &tag).await {
+                failures.push(format!("{}.{} as {caller:?} changed a foreign target", row.ty, row.field));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// REST: every route of `/core/v1`, from the list the router is built from
+
+/// What a REST route's path names: made fresh in organization A for every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RestTarget {
+    Nothing,
+    /// `{id}`: an authentication owned by end user 1 of organization A.
+    Authentication,
+    /// `{name}`/`{version}`: a custom service of organization A.
+    Service,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RestBody {
+    None,
+    /// A Zendesk import into the built-in environment.
+    Create,
+    /// A complete replacement of an authentication.
+    Replace,
+}
+
+struct RestRow {
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    target: RestTarget,
+    body: RestBody,
+}
+
+const fn rest(method: &'static str, path: &'static str, access: Access, target: RestTarget, body: RestBody) -> RestRow {
+    RestRow { method, path, access, target, body }
+}
+
+const REST_TABLE: &[RestRow] = &[
+    rest("POST", "/authentications", MasterOrUser, RestTarget::Nothing, RestBody::Create),
+    rest("GET", "/authentications/{id}", MasterOrUser, RestTarget::Authentication, RestBody::None),
+    rest("PUT", "/authentications/{id}", MasterOrUser, RestTarget::Authentication, RestBody::Replace),
+    rest("DELETE", "/authentications/{id}", MasterOrUser, RestTarget::Authentication, RestBody::None),
+    rest("GET", "/authentications/{id}/full", User, RestTarget::Authentication, RestBody::None),
+    rest("GET", "/connectors", MasterOrUser, RestTarget::Nothing, RestBody::None),
+    rest("GET", "/services/{name}/versions/{version}/environments", MasterOrUser, RestTarget::Service, RestBody::None),
+];
+
+/// The status and error code the REST table promises.
+fn rest_expected(row: &RestRow, caller: Caller) -> (u16, Option<&'static str>) {
+    use Caller::*;
+    let refused = match caller {
+        NoToken | BadToken | ForgedMasterToken => Some((401, "UNAUTHENTICATED")),
+        MasterA | MasterB if row.access == Access::User => Some((403, "FORBIDDEN")),
+        User1A | User2A | UserB if row.access == Access::Master => Some((403, "FORBIDDEN")),
+        _ => None,
+    };
+    if let Some((status, code)) = refused {
+        return (status, Some(code));
+    }
+    let finds = match row.target {
+        RestTarget::Nothing => true,
+        RestTarget::Authentication => matches!(caller, MasterA | User1A),
+        // Every caller of organization A reads its catalog.
+        RestTarget::Service => matches!(caller, MasterA | User1A | User2A),
+    };
+    match (finds, row.method) {
+        (false, _) => (404, Some("NOT_FOUND")),
+        (true, "POST") => (201, None),
+        (true, "DELETE") => (204, None),
+        (true, _) => (200, None),
+    }
+}
+
+impl Fixture {
+    async fn make_rest_target(&self, target: RestTarget, tag: &str) -> Option<String> {
+        match target {
+            RestTarget::Nothing => None,
+            RestTarget::Authentication => self.make_target(Target::Authentication, tag).await.as_str().map(Into::into),
+            RestTarget::Service => {
+                let name = format!("svc-{tag}");
+                self.server.create_custom_service(&self.server.master, &name).await;
+                Some(name)
+            }
+        }
+    }
+
+    /// The path of a row with `target` (an id or a service name) in its parameters.
+    fn rest_path(row: &RestRow, target: Option<&str>) -> String {
+        let target = target.unwrap_or_default();
+        row.path.replace("{id}", target).replace("{name}", target).replace("{version}", "1")
+    }
+
+    fn rest_body(&self, body: RestBody) -> Option<Value> {
+        let credentials = json!({"email": "c@d.co", "api_token": "u"});
+        match body {
+            RestBody::None => None,
+            RestBody::Create => Some(
+                json!({"name": "n", "serviceEnvironmentId": self.zendesk_env, "credentials": credentials, "userData": {"subdomain": "acme"}}),
+            ),
+            RestBody::Replace => {
+                Some(json!({"name": "changed", "credentials": credentials, "userData": {"subdomain": "acme"}}))
+            }
+        }
+    }
+
+    async fn rest_untouched(&self, target: RestTarget, id: &str, tag: &str) -> bool {
+        match target {
+            RestTarget::Nothing => true,
+            RestTarget::Authentication => self.untouched(Target::Authentication, &json!(id), tag).await,
+            RestTarget::Service => {
+                let data = self
+                    .server
+                    .ok(&self.server.master, "{ services(first: 100) { edges { node { name title } } } }", json!({}))
+                    .await;
+                let edges = data["services"]["edges"].as_array().unwrap().clone();
+                edges.iter().any(|edge| edge["node"]["name"] == id && edge["node"]["title"] == "Acme CRM")
+            }
+        }
+    }
+}
+
+fn route_key(method: &str, path: &str) -> String {
+    format!("{method} {path}")
+}
+
+#[test]
+fn every_rest_route_has_a_row_in_the_access_table_with_its_token() {
+    let routes: BTreeSet<String> =
+        latchkey::rest::routes().iter().map(|route| route_key(route.method.as_str(), route.path)).collect();
+    let rows: BTreeSet<String> = REST_TABLE.iter().map(|row| route_key(row.method, row.path)).collect();
+    assert_eq!(routes, rows, "routes of /core/v1 vs the REST access table");
+    for route in latchkey::rest::routes() {
+        let row = REST_TABLE.iter().find(|row| row.method == route.method.as_str() && row.path == route.path).unwrap();
+        assert_eq!(row.access.sdl(), route_access_sdl(route.access), "{} {}", row.method, row.path);
+    }
+}
+
+fn route_access_sdl(access: latchkey::auth::Access) -> &'static str {
+    match access {
+        latchkey::auth::Access::Master => Master.sdl(),
+        latchkey::auth::Access::User => User.sdl(),
+        latchkey::auth::Access::MasterOrUser => MasterOrUser.sdl(),
+    }
+}
+
+#[tokio::test]
+async fn every_rest_route_answers_every_kind_of_caller_as_the_access_table_says() {
+    let fixture = Fixture::new().await;
+    let mut failures = Vec::new();
+    for (n, row) in REST_TABLE.iter().enumerate() {
+        for (m, caller) in CALLERS.iter().enumerate() {
+            let tag = format!("rest-{n}-{m}");
+            let target = fixture.make_rest_target(row.target, &tag).await;
+            let path = Fixture::rest_path(row, target.as_deref());
+            let method = reqwest::Method::from_bytes(row.method.as_bytes()).unwrap();
+            let token = fixture.token(*caller);
+            let (status, body) =
+                fixture.server.rest(method, &path, token.as_deref(), fixture.rest_body(row.body)).await;
+            let got = (status, body.get("code").and_then(Value::as_str));
+            let want = rest_expected(row, *caller);
+            if got != want {
+                failures
+                    .push(format!("{} {} as {caller:?}: expected {want:?}, got {status} {body}", row.method, row.path));
+            }
+            if let Some(target) = &target
+                && status >= 400
+                && !fixture.rest_untouched(row.target, target, &tag).await
+            {
+                failures.push(format!("{} {} as {caller:?} was refused but changed its target", row.method, row.path));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn on_rest_a_foreign_id_gets_the_same_whole_answer_as_a_missing_one_and_changes_nothing() {
+    let fixture = Fixture::new().await;
+    let mut failures = Vec::new();
+    for (n, row) in REST_TABLE.iter().enumerate().filter(|(_, row)| row.target != RestTarget::Nothing) {
+        for (m, caller) in CALLERS.iter().enumerate().filter(|(_, caller)| rest_expected(row, **caller).0 == 404) {
+            let tag = format!("rest-whole-{n}-{m}");
+            let foreign_id = fixture.make_rest_target(row.target, &tag).await.unwrap();
+            let missing_id = match row.target {
+                RestTarget::Service => format!("svc-missing-{tag}"),
+                _ => uuid::Uuid::now_v7().to_string(),
+            };
+            let token = fixture.token(*caller);
+            let method = reqwest::Method::from_bytes(row.method.as_bytes()).unwrap();
+            let mut answers = Vec::new();
+            for id in [&foreign_id, &missing_id] {
+                let path = Fixture::rest_path(row, Some(id));
+                let answer =
+                    fixture.server.rest(method.clone(), &path, token.as_deref(), fixture.rest_body(row.body)).await;
+                answers.push((answer.0, without_ids(&answer.1, &[id])));
+            }
+            if answers[0] != answers[1] {
+                failures.push(format!(
+                    "{} {} as {caller:?}: foreign {:?} vs missing {:?}",
+                    row.method, row.path, answers[0], answers[1]
+                ));
+            }
+            if !fixture.rest_untouched(row.target, &foreign_id, &tag).await {
+                failures.push(format!("{} {} as {caller:?} changed a foreign target", row.method, row.path));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
