@@ -758,3 +758,178 @@ async fn on_rest_a_foreign_id_gets_the_same_whole_answer_as_a_missing_one_and_ch
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Lists: no answer holds another organization's or another end user's ids
+
+/// An end user with one authentication and one solution instance.
+struct Member {
+    id: String,
+    token: String,
+    authentication: String,
+    instance: String,
+}
+
+/// One organization, filled: end users, an organization-owned authentication, a custom
+/// service with its own environment, a published and a draft solution.
+struct Tenant {
+    master: String,
+    members: Vec<Member>,
+    own_authentication: String,
+    service_name: String,
+    service: String,
+    environment: String,
+    solution: String,
+    draft: String,
+}
+
+impl Tenant {
+    async fn fill(server: &TestServer, master: String, name: &str, env: &str) -> Self {
+        let service_name = format!("{name}-crm");
+        let service = server.create_custom_service(&master, &service_name).await;
+        let data = server
+            .ok(&master, "mutation($s: ID!) { createServiceEnvironment(input: {serviceId: $s, title: \"Own\", authenticationType: token}) { serviceEnvironment { id } } }", json!({"s": service}))
+            .await;
+        let environment = data["createServiceEnvironment"]["serviceEnvironment"]["id"].as_str().unwrap().to_owned();
+        let solution = server.publish_solution(&master, &format!("{name} sync")).await;
+        let data = server
+            .ok(&master, "mutation($t: String!) { createSolution(input: {title: $t}) { solution { id } } }", json!({"t": format!("{name} draft")}))
+            .await;
+        let draft = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+        let own_authentication = server.import_zendesk(&master, env, &format!("{name} own")).await;
+        let mut members = Vec::new();
+        for n in 0..3 {
+            let id = server.create_user(&master, &format!("{name}-member-{n}")).await;
+            let token = server.user_token(&master, &id).await;
+            let authentication = server.import_zendesk(&token, env, &format!("{name} {n}")).await;
+            let instance = server.create_instance(&token, &solution, &format!("{name} {n}")).await;
+            members.push(Member { id, token, authentication, instance });
+        }
+        Self { master, members, own_authentication, service_name, service, environment, solution, draft }
+    }
+
+    /// Every id the tenant holds.
+    fn ids(&self) -> Vec<&str> {
+        let mut ids = vec![
+            self.own_authentication.as_str(),
+            &self.service,
+            &self.environment,
+            &self.solution,
+            &self.draft,
+        ];
+        for member in &self.members {
+            ids.extend([member.id.as_str(), &member.authentication, &member.instance]);
+        }
+        ids
+    }
+}
+
+/// Every list a caller can ask for, each answer whole.
+async fn every_list(server: &TestServer, token: &str, master: bool, foreign: &Tenant) -> Vec<(String, Value)> {
+    let mut lists = vec![
+        "{ viewer { authentications(first: 100) { edges { node { id ownerId service { id } serviceEnvironment { id } } } } } }",
+        "{ viewer { solutions(first: 100) { edges { node { id } } } } }",
+        "{ viewer { solutionInstances(first: 100) { totalCount edges { node { id authValues { authId } } } } } }",
+        "{ services(first: 100) { edges { node { id name } } } }",
+        "{ serviceEnvironments(serviceName: \"zendesk\", serviceVersion: \"1\") { id serviceId } }",
+    ];
+    if master {
+        lists.extend([
+            "{ users(first: 100) { edges { node { id } } } }",
+            "{ auditEvents(first: 100) { edges { node { id actorId targetId } } } }",
+            "{ viewer { solutions(first: 100, criteria: {includeDrafts: true}) { edges { node { id } } } } }",
+        ]);
+    }
+    let mut answers = Vec::new();
+    for query in lists {
+        answers.push((query.to_owned(), server.graphql(Some(token), query, json!({})).await));
+    }
+    if master {
+        // Asking for another organization's end user by id finds nothing of theirs.
+        for member in &foreign.members {
+            let queries = [
+                "query($u: ID) { viewer { authentications(first: 100, criteria: {ownerId: $u}) { edges { node { id } } } } }",
+                "query($u: String) { viewer { solutionInstances(first: 100, criteria: {owner: $u}) { edges { node { id } } } } }",
+                "query($u: String) { users(first: 100, criteria: {userId: $u}) { edges { node { id } } } }",
+            ];
+            for query in queries {
+                answers.push((query.to_owned(), server.graphql(Some(token), query, json!({"u": member.id})).await));
+            }
+        }
+    }
+    let query = "query($s: String!) { serviceEnvironments(serviceName: $s, serviceVersion: \"1\") { id } }";
+    answers.push((query.to_owned(), server.graphql(Some(token), query, json!({"s": foreign.service_name})).await));
+    for path in [
+        "/connectors".to_owned(),
+        "/services/zendesk/versions/1/environments".to_owned(),
+        format!("/services/{}/versions/1/environments", foreign.service_name),
+    ] {
+        let (_, body) = server.rest(reqwest::Method::GET, &path, Some(token), None).await;
+        answers.push((format!("GET {path}"), body));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn no_list_answers_another_organizations_or_another_end_users_ids() {
+    let server = TestServer::start().await;
+    let (_, env) = server.builtin_environment("zendesk").await;
+    let master_b = server.other_org().await;
+    let a = Tenant::fill(&server, server.master.clone(), "alpha", &env).await;
+    let b = Tenant::fill(&server, master_b, "beta", &env).await;
+
+    for (tenant, other) in [(&a, &b), (&b, &a)] {
+        // The master token sees its whole organization and nothing of the other.
+        let text: String = every_list(&server, &tenant.master, true, other)
+            .await
+            .iter()
+            .map(|(query, answer)| format!("{query} => {answer}\n"))
+            .collect();
+        for id in other.ids() {
+            assert!(!text.contains(id), "{}'s master sees a foreign id {id}:\n{text}", tenant.service_name);
+        }
+        for id in tenant.ids() {
+            assert!(text.contains(id), "{}'s master misses its own {id}:\n{text}", tenant.service_name);
+        }
+        // An end user sees their own and the organization's shared catalog and solutions.
+        for (n, member) in tenant.members.iter().enumerate() {
+            let text: String = every_list(&server, &member.token, false, other)
+                .await
+                .iter()
+                .map(|(query, answer)| format!("{query} => {answer}\n"))
+                .collect();
+            let others = tenant.members.iter().enumerate().filter(|(m, _)| *m != n).map(|(_, member)| member);
+            let mut hidden: Vec<&str> = other.ids();
+            hidden.push(&tenant.own_authentication);
+            hidden.push(&tenant.draft);
+            for sibling in others {
+                hidden.extend([sibling.id.as_str(), &sibling.authentication, &sibling.instance]);
+            }
+            for id in hidden {
+                assert!(!text.contains(id), "member {n} of {} sees {id}:\n{text}", tenant.service_name);
+            }
+            for id in [&member.authentication, &member.instance, &tenant.service, &tenant.solution] {
+                assert!(text.contains(id.as_str()), "member {n} of {} misses {id}:\n{text}", tenant.service_name);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_api_layers_never_query_the_database_themselves() {
+    // Resolvers and handlers hand the connection to a use case with the caller's scope;
+    // a query written here would bypass the scoping every use case applies.
+    let mut files = Vec::new();
+    for dir in ["src/graphql", "src/rest", "src/http"] {
+        for entry in std::fs::read_dir(crate::support::repo_path(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    files.push(crate::support::repo_path("src/http.rs"));
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines().filter(|line| line.contains("entity::") || line.contains("sea_orm")) {
+            assert_eq!(line.trim(), "use sea_orm::DatabaseConnection;", "{}: {line}", file.display());
+        }
+    }
+}

@@ -174,3 +174,57 @@ async fn every_service_has_an_icon_built_in_ones_embedded_and_custom_ones_their_
     assert_eq!(icon("plain-crm"), json!(latchkey::domain::catalog::DEFAULT_ICON));
     assert_ne!(icon("slack"), icon("plain-crm"), "built-in services ship their own icon");
 }
+
+#[tokio::test]
+async fn lookups_by_id_find_built_in_entries_for_everyone_and_custom_ones_only_in_their_organization() {
+    use latchkey::{
+        domain::catalog,
+        error::Error,
+        ids::{EnvironmentId, ServiceId},
+    };
+    let server = TestServer::start().await;
+    let master_b = server.other_org().await;
+    let own = server.create_custom_service(&server.master, "own-crm").await;
+    let data = server
+        .ok(&server.master, "mutation($s: ID!) { createServiceEnvironment(input: {serviceId: $s, title: \"Own\", authenticationType: token}) { serviceEnvironment { id } } }", json!({"s": own}))
+        .await;
+    let own_env = data["createServiceEnvironment"]["serviceEnvironment"]["id"].as_str().unwrap().to_owned();
+    let (zendesk, zendesk_env) = server.builtin_environment("zendesk").await;
+    let uuid = |id: &str| uuid::Uuid::parse_str(id).unwrap();
+
+    let app = App::build(&server.storage.config(|_| {})).await.unwrap();
+    let authenticate = |token: String| {
+        let authenticator = app.state.authenticator.clone();
+        async move { authenticator.authenticate(Some(&format!("Bearer {token}"))).await.unwrap() }
+    };
+    let (a, b) = (authenticate(server.master.clone()).await, authenticate(master_b.clone()).await);
+    let (a, b) = (a.caller().unwrap(), b.caller().unwrap());
+    let db = app.db();
+
+    let services = [uuid(&own), uuid(&zendesk)];
+    let environments = [uuid(&own_env), uuid(&zendesk_env)];
+    for (caller, sees_own) in [(a, true), (b, false)] {
+        let found = catalog::services_by_id(db, caller, &services).await.unwrap();
+        assert_eq!((found.contains_key(&services[0]), found.contains_key(&services[1])), (sees_own, true));
+        let found = catalog::environments_by_id(db, caller, &environments).await.unwrap();
+        assert_eq!((found.contains_key(&environments[0]), found.contains_key(&environments[1])), (sees_own, true));
+        let service = catalog::service(db, caller, ServiceId(services[0])).await;
+        assert_eq!(service.is_ok(), sees_own);
+        let environment = catalog::environment(db, caller, EnvironmentId(environments[0])).await;
+        assert_eq!(environment.is_ok(), sees_own);
+        if !sees_own {
+            assert!(matches!(service, Err(Error::NotFound("service"))));
+            assert!(matches!(environment, Err(Error::NotFound("service environment"))));
+        }
+        assert!(catalog::service(db, caller, ServiceId(services[1])).await.is_ok());
+        assert!(catalog::environment(db, caller, EnvironmentId(environments[1])).await.is_ok());
+    }
+
+    // Over the API, another organization's custom environment reads as a missing one.
+    let import = "mutation($s: String!, $e: String!) { createUserAuthentication(input: {name: \"n\", serviceId: $s, serviceEnvironmentId: $e, data: {}}) { authenticationId } }";
+    let foreign = server.graphql(Some(&master_b), import, json!({"s": own, "e": own_env})).await;
+    let missing_id = uuid::Uuid::now_v7().to_string();
+    let missing = server.graphql(Some(&master_b), import, json!({"s": own, "e": missing_id})).await;
+    assert_eq!(error_code(&foreign).as_deref(), Some("NOT_FOUND"), "{foreign}");
+    assert_eq!(foreign, missing);
+}
