@@ -793,7 +793,11 @@ impl Tenant {
         let environment = data["createServiceEnvironment"]["serviceEnvironment"]["id"].as_str().unwrap().to_owned();
         let solution = server.publish_solution(&master, &format!("{name} sync")).await;
         let data = server
-            .ok(&master, "mutation($t: String!) { createSolution(input: {title: $t}) { solution { id } } }", json!({"t": format!("{name} draft")}))
+            .ok(
+                &master,
+                "mutation($t: String!) { createSolution(input: {title: $t}) { solution { id } } }",
+                json!({"t": format!("{name} draft")}),
+            )
             .await;
         let draft = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
         let own_authentication = server.import_zendesk(&master, env, &format!("{name} own")).await;
@@ -810,13 +814,8 @@ impl Tenant {
 
     /// Every id the tenant holds.
     fn ids(&self) -> Vec<&str> {
-        let mut ids = vec![
-            self.own_authentication.as_str(),
-            &self.service,
-            &self.environment,
-            &self.solution,
-            &self.draft,
-        ];
+        let mut ids =
+            vec![self.own_authentication.as_str(), &self.service, &self.environment, &self.solution, &self.draft];
         for member in &self.members {
             ids.extend([member.id.as_str(), &member.authentication, &member.instance]);
         }
