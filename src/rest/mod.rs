@@ -5,7 +5,7 @@ mod authentications;
 mod catalog;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
     handler::Handler,
     http::{Method, header, request::Parts},
@@ -58,7 +58,11 @@ pub fn routes() -> Vec<Route> {
 }
 
 pub fn router() -> Router<AppState> {
-    routes().into_iter().fold(Router::new(), |router, route| router.route(route.path, route.handler))
+    // Each route carries its token rule, which [`Caller`] enforces before anything else
+    // is read from the request.
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, route| router.route(route.path, route.handler.layer(Extension(route.access))))
 }
 
 /// A use-case error as a REST response.
@@ -86,15 +90,23 @@ impl IntoResponse for RestError {
 
 pub type RestResult<T> = Result<T, RestError>;
 
-/// The caller of a REST request, resolved from its bearer token.
+/// The caller of a REST request, resolved from its bearer token and admitted by its
+/// route's token rule (from [`routes`]); a handler outside the route list gets no caller.
 pub struct Caller(pub Principal);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = RestError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let access = parts
+            .extensions
+            .get::<Access>()
+            .copied()
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("a REST handler outside the route list")))?;
         let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-        Ok(Caller(state.authenticator.authenticate(authorization).await?))
+        let principal = state.authenticator.authenticate(authorization).await?;
+        principal.check(access)?;
+        Ok(Caller(principal))
     }
 }
 

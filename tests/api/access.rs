@@ -930,3 +930,19 @@ fn the_api_layers_never_query_the_database_themselves() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_rest_route_refuses_a_caller_its_token_rule_does_not_admit_before_reading_the_body() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .post(format!("{}/core/v1/authentications", server.base))
+        .header("content-type", "application/json")
+        .body("{ not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "UNAUTHENTICATED");
+}
