@@ -48,7 +48,7 @@ impl App {
     /// database, and bootstraps an empty database.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         ensure_private_dir(&config.data_dir)?;
-        let db = db::connect(&config.database_url, config.database_kind).await?;
+        let db = db::connect(config).await?;
         db::migrate(&db).await?;
 
         let keyring = load_keyring(config)?;

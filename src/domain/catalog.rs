@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait, sea_query::OnConflict,
+    PaginatorTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -206,7 +206,7 @@ fn parse_catalog(text: &str) -> anyhow::Result<CatalogFile> {
 pub async fn load_builtin(db: &DatabaseConnection) -> anyhow::Result<usize> {
     let catalog = parse_catalog(BUILTIN_CATALOG)?;
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     for entry in &catalog.services {
         let row = service::ActiveModel {
             id: Set(entry.id),
@@ -472,7 +472,7 @@ pub async fn create_service(db: &DatabaseConnection, scope: &MasterScope, new: N
     }
     let title = required_text("title", &new.title, 200)?;
     let icon = new.icon.as_deref().map(|icon| http_url("icon", icon)).transpose()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let taken = service::Entity::find()
         .filter(visible_to(scope.org_id(), service::Column::OrgId))
         .filter(service::Column::Name.eq(name.as_str()))
@@ -509,7 +509,7 @@ pub async fn update_service(
 ) -> Result<Service> {
     let title = patch.title.as_deref().map(|title| required_text("title", title, 200)).transpose()?;
     let icon = patch.icon.as_deref().map(|icon| http_url("icon", icon)).transpose()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let mut row: service::ActiveModel = own_service(&txn, scope.org_id(), id).await?.into();
     if let Some(title) = title {
         row.title = Set(title);
@@ -541,7 +541,7 @@ async fn refuse_if_used(
 }
 
 pub async fn remove_service(db: &DatabaseConnection, scope: &MasterScope, id: ServiceId) -> Result<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     own_service(&txn, scope.org_id(), id).await?;
     refuse_if_used(&txn, authentication::Column::ServiceId, id.0, "service").await?;
     service::Entity::delete_by_id(id.0).exec(&txn).await?;
@@ -586,7 +586,7 @@ pub async fn create_environment(
     new: NewEnvironment,
 ) -> Result<Environment> {
     let title = required_text("title", &new.title, 200)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let service = service(&txn, scope.org_id(), service_id).await?;
     let template = environments(&txn, scope.org_id(), service.id).await?.into_iter().next();
     let empty = serde_json::json!({});
@@ -639,7 +639,7 @@ pub async fn update_environment(
     id: EnvironmentId,
     patch: EnvironmentPatch,
 ) -> Result<Environment> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let current = own_environment(&txn, scope.org_id(), id).await?;
     let mut row: service_environment::ActiveModel = current.clone().into();
     if let Some(title) = patch.title {
@@ -665,7 +665,7 @@ pub async fn update_environment(
 }
 
 pub async fn remove_environment(db: &DatabaseConnection, scope: &MasterScope, id: EnvironmentId) -> Result<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     own_environment(&txn, scope.org_id(), id).await?;
     refuse_if_used(&txn, authentication::Column::EnvironmentId, id.0, "service environment").await?;
     service_environment::Entity::delete_by_id(id.0).exec(&txn).await?;

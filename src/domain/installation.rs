@@ -3,8 +3,7 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::OnConflict,
 };
 use secrecy::SecretString;
 
@@ -43,7 +42,7 @@ async fn insert_once(conn: &impl ConnectionTrait, key: &str, value: &str) -> Res
 /// all in one transaction; on any later start (or on a replica that lost the race) does
 /// nothing and returns `None`.
 pub async fn bootstrap(db: &DatabaseConnection) -> Result<Option<Bootstrap>> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     if !insert_once(&txn, BOOTSTRAP_KEY, &Utc::now().to_rfc3339()).await? {
         return Ok(None);
     }
