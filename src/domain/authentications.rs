@@ -301,6 +301,7 @@ pub async fn create(
     if let Some(owner) = owner {
         super::users::hold(&txn, org_id, owner).await?;
     }
+    catalog::hold_environment(&txn, org_id, &environment).await?;
     let row = authentication::Entity::insert(row).exec_with_returning(&txn).await?;
     audit::record(&txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
     txn.commit().await?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -436,9 +436,34 @@ fn checked_schema(field: &str, schema: Option<Value>, fallback: &Value) -> Resul
 }
 
 /// A custom service of the organization, or NOT_FOUND (built-in ones are read-only).
+/// Share-locks a service and one of its environments until the transaction ends
+/// (PostgreSQL), for writes that add rows using them: a concurrent removal waits and then
+/// sees those rows, or has already happened and they answer `NOT_FOUND`.
+pub(crate) async fn hold_environment(
+    conn: &impl ConnectionTrait,
+    org_id: OrgId,
+    environment: &Environment,
+) -> Result<()> {
+    service::Entity::find_by_id(environment.service_id.0)
+        .filter(visible_to(org_id, service::Column::OrgId))
+        .lock_shared()
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("service"))?;
+    service_environment::Entity::find_by_id(environment.id.0)
+        .filter(visible_to(org_id, service_environment::Column::OrgId))
+        .lock_shared()
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("service environment"))?;
+    Ok(())
+}
+
+/// The organization's own service, locked until the transaction ends (PostgreSQL).
 async fn own_service(conn: &impl ConnectionTrait, org_id: OrgId, id: ServiceId) -> Result<service::Model> {
     let row = service::Entity::find_by_id(id.0)
         .filter(visible_to(org_id, service::Column::OrgId))
+        .lock_exclusive()
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service"))?;
@@ -455,6 +480,7 @@ async fn own_environment(
 ) -> Result<service_environment::Model> {
     let row = service_environment::Entity::find_by_id(id.0)
         .filter(visible_to(org_id, service_environment::Column::OrgId))
+        .lock_exclusive()
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service environment"))?;
@@ -587,7 +613,13 @@ pub async fn create_environment(
 ) -> Result<Environment> {
     let title = required_text("title", &new.title, 200)?;
     let txn = crate::db::write(db).await?;
-    let service = service(&txn, scope.org_id(), service_id).await?;
+    let service: Service = service::Entity::find_by_id(service_id.0)
+        .filter(visible_to(scope.org_id(), service::Column::OrgId))
+        .lock_shared()
+        .one(&txn)
+        .await?
+        .map(Into::into)
+        .ok_or(Error::NotFound("service"))?;
     let template = environments(&txn, scope.org_id(), service.id).await?.into_iter().next();
     let empty = serde_json::json!({});
     let credentials_schema = checked_schema(

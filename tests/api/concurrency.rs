@@ -313,7 +313,7 @@ async fn two_server_processes_on_one_database_keep_every_concurrent_update() {
 }
 
 #[tokio::test]
-async fn a_one_connection_pool_queues_concurrent_requests_and_keeps_answering() {
+async fn a_one_connection_pool_queues_requests_fails_cleanly_when_exhausted_and_recovers() {
     let storage = Storage::new().await;
     let server = TestServer::start_on(storage, |raw| raw.database_max_connections = Some("1".into())).await;
     let api = Api::new(vec![server.base.clone()]);
@@ -327,6 +327,24 @@ async fn a_one_connection_pool_queues_concurrent_requests_and_keeps_answering() 
     // coded error, never a hang, and nothing here waits that long.
     let errors = errors_of(tasks).await;
     assert!(errors.is_empty(), "{} of 60 clients saw an error: {errors:#?}", errors.len());
+
+    // The test takes the only connection: a request then waits the bounded acquire time
+    // and fails with a code, and the server answers again once the connection is back.
+    let held = latchkey::db::write(&server.db).await.unwrap();
+    let response = api
+        .client
+        .post(format!("{}/graphql", server.base))
+        .bearer_auth(&server.master)
+        .json(&json!({"query": USERS}))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!([200, 503].contains(&status), "{status}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL", "{body}");
+    assert_eq!(body["errors"][0]["message"], "internal error", "nothing internal shown: {body}");
+    held.rollback().await.unwrap();
     api.ok(&server.master, USERS, json!({})).await;
 }
 
@@ -388,16 +406,15 @@ async fn sigterm_lets_in_flight_writes_finish_completely_and_exits_zero() {
         server.output()
     );
 
-    let stored = no_partial_rows(&db, SLOTS).await;
-    let shared = uuid::Uuid::parse_str(&f.instance).unwrap();
-    let stored: BTreeSet<_> = stored.into_iter().filter(|id| *id != shared).collect();
+    let stored = no_partial_rows(&db, &f, SLOTS).await;
     assert_eq!(stored, created, "exactly the acknowledged instances were written");
 }
 
-/// Checks that every instance with any auth value holds all `slots` config values and
-/// one auth value, that no value row lacks its instance, and that every instance and user
-/// has exactly one creation audit event. Returns the instances that have values.
-async fn no_partial_rows(db: &DatabaseConnection, slots: usize) -> BTreeSet<uuid::Uuid> {
+/// Checks that every instance but the fixture's own (made empty) holds one auth value and
+/// all `slots` config values, that no value row lacks its instance, that every instance and
+/// user has exactly one creation audit event, and that every user whose removal was
+/// recorded is gone with their authentications. Returns the instances checked.
+async fn no_partial_rows(db: &DatabaseConnection, f: &Fixture, slots: usize) -> BTreeSet<uuid::Uuid> {
     let instances: BTreeSet<_> =
         solution_instance::Entity::find().all(db).await.unwrap().into_iter().map(|i| i.id).collect();
     let mut config: BTreeMap<uuid::Uuid, usize> = BTreeMap::new();
@@ -410,9 +427,9 @@ async fn no_partial_rows(db: &DatabaseConnection, slots: usize) -> BTreeSet<uuid
         assert!(instances.contains(&row.instance_id), "an auth value without its instance");
         *auth.entry(row.instance_id).or_default() += 1;
     }
-    let with_values: BTreeSet<_> =
-        instances.iter().copied().filter(|id| auth.contains_key(id) || config.contains_key(id)).collect();
-    for id in &with_values {
+    let own = uuid::Uuid::parse_str(&f.instance).unwrap();
+    let written: BTreeSet<_> = instances.iter().copied().filter(|id| *id != own).collect();
+    for id in &written {
         assert_eq!((auth.get(id), config.get(id)), (Some(&1), Some(&slots)), "instance {id} is half written");
     }
     let events = audit_event::Entity::find().all(db).await.unwrap();
@@ -432,36 +449,37 @@ async fn no_partial_rows(db: &DatabaseConnection, slots: usize) -> BTreeSet<uuid
             authentication::Entity::find().filter(authentication::Column::OwnerUserId.eq(id)).count(db).await.unwrap();
         assert_eq!(owned, 0, "a removed user's authentications are gone");
     }
-    with_values
+    written
 }
 
-#[tokio::test]
-async fn a_process_killed_mid_write_leaves_no_partial_rows_and_restarts() {
+/// Instances whose creation was acknowledged, with their owners; users whose removal was
+/// asked, and whether it was acknowledged.
+type Written = (Vec<(String, String)>, Vec<(String, bool)>);
+
+/// Sixteen writers creating users, their authentications and full instances, and removing
+/// every other user, until the process is killed after `kill_after` acknowledged instances.
+async fn write_until_killed(cluster: &Cluster, f: &Arc<Fixture>, run: usize, kill_after: usize) -> Written {
     const SLOTS: usize = 5;
-    let cluster = Cluster::new().await;
     let mut server = cluster.start(&[]).await;
-    let f = Arc::new(fixture(Api::new(vec![server.base.clone()]), &cluster.master, SLOTS).await);
+    let api = Api::new(vec![server.base.clone()]);
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
-    for writer in 0..8 {
-        let (f, acknowledged) = (f.clone(), acknowledged.clone());
+    for writer in 0..16 {
+        let (f, api, acknowledged) = (f.clone(), api.clone(), acknowledged.clone());
         tasks.spawn(async move {
-            // Instances whose creation was acknowledged; users whose removal was asked, and
-            // whether it was acknowledged.
             let (mut instances, mut removals) = (Vec::new(), Vec::new());
             for round in 0.. {
                 let step = async {
-                    let i = writer * 1000 + round;
-                    let e = format!("w{i}");
-                    let user = text(&f.api.run(0, &f.master, CREATE_USER, json!({"n": e, "e": e})).await?["createExternalUser"]["userId"]);
-                    let token = text(&f.api.run(0, &f.master, AUTHORIZE, json!({"u": user})).await?["authorize"]["accessToken"]);
-                    let auth = text(&f.api.run(0, &token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await?["createUserAuthentication"]["authenticationId"]);
-                    let created = f.api.run(0, &token, CREATE_INSTANCE, instance_input(&f, &e, &auth, SLOTS)).await?;
+                    let e = format!("r{run}-w{writer}-{round}");
+                    let user = text(&api.run(0, &f.master, CREATE_USER, json!({"n": e, "e": e})).await?["createExternalUser"]["userId"]);
+                    let token = text(&api.run(0, &f.master, AUTHORIZE, json!({"u": user})).await?["authorize"]["accessToken"]);
+                    let auth = text(&api.run(0, &token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await?["createUserAuthentication"]["authenticationId"]);
+                    let created = api.run(0, &token, CREATE_INSTANCE, instance_input(&f, &e, &auth, SLOTS)).await?;
                     instances.push((user.clone(), text(&created["createSolutionInstance"]["solutionInstance"]["id"])));
                     acknowledged.fetch_add(1, Ordering::SeqCst);
                     if round % 2 == 1 {
                         removals.push((user.clone(), false));
-                        f.api.run(0, &f.master, REMOVE_USER, json!({"u": user})).await?;
+                        api.run(0, &f.master, REMOVE_USER, json!({"u": user})).await?;
                         removals.last_mut().unwrap().1 = true;
                     }
                     Ok::<_, String>(())
@@ -473,21 +491,36 @@ async fn a_process_killed_mid_write_leaves_no_partial_rows_and_restarts() {
             (instances, removals)
         });
     }
-    while acknowledged.load(Ordering::SeqCst) < 24 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while acknowledged.load(Ordering::SeqCst) < kill_after {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.crash();
-    let mut instances = Vec::new();
-    let mut removals = BTreeMap::new();
+    let (mut instances, mut removals) = (Vec::new(), Vec::new());
     while let Some(result) = tasks.join_next().await {
         let (made, asked) = result.unwrap();
+        instances.extend(made);
+        removals.extend(asked);
+    }
+    (instances, removals)
+}
+
+#[tokio::test]
+async fn processes_killed_mid_write_leave_no_partial_rows_and_restart() {
+    let cluster = Cluster::new().await;
+    let f = {
+        let server = cluster.start(&[]).await;
+        Arc::new(fixture(Api::new(vec![server.base.clone()]), &cluster.master, 5).await)
+    };
+    let (mut instances, mut removals) = (Vec::new(), BTreeMap::new());
+    for (run, kill_after) in [17, 24, 31].into_iter().enumerate() {
+        let (made, asked) = write_until_killed(&cluster, &f, run, kill_after).await;
         instances.extend(made);
         removals.extend(asked);
     }
 
     let restarted = cluster.start(&[]).await;
     let db = connect(&cluster).await;
-    let stored = no_partial_rows(&db, SLOTS).await;
+    let stored = no_partial_rows(&db, &f, 5).await;
     for (user, instance) in &instances {
         let id = uuid::Uuid::parse_str(instance).unwrap();
         match removals.get(user) {
