@@ -54,7 +54,8 @@ impl Api {
         Self { client, bases: Arc::new(bases) }
     }
 
-    /// The operation's `data`, or what went wrong (transport, status or GraphQL errors).
+    /// The operation's `data`, or what went wrong: the error code first (`NO_ANSWER` when
+    /// the transport failed), then the status and body.
     async fn run(&self, n: usize, token: &str, query: &str, variables: Value) -> Result<Value, String> {
         let base = &self.bases[n % self.bases.len()];
         let response = self
@@ -64,11 +65,12 @@ impl Api {
             .json(&json!({"query": query, "variables": variables}))
             .send()
             .await
-            .map_err(|err| format!("no answer: {err}"))?;
+            .map_err(|err| format!("NO_ANSWER: {err}"))?;
         let status = response.status();
-        let body: Value = response.json().await.map_err(|err| format!("{status}, a body that is not JSON: {err}"))?;
+        let body: Value = response.json().await.map_err(|err| format!("NO_CODE: {status}, not JSON: {err}"))?;
         if status != 200 || body.get("errors").is_some() {
-            return Err(format!("{status}: {body}"));
+            let code = body["errors"][0]["extensions"]["code"].as_str().unwrap_or("NO_CODE");
+            return Err(format!("{code}: {status} {body}"));
         }
         Ok(body["data"].clone())
     }
@@ -169,19 +171,25 @@ async fn errors_of(mut tasks: JoinSet<Vec<String>>) -> Vec<String> {
     errors
 }
 
-/// `count` concurrent updates of one instance, each setting its own slot `s{i}` to
-/// `"v{i}"`, spread over the servers; then every value must be there.
-async fn each_concurrent_update_keeps_its_slot(f: &Fixture, count: usize) {
+/// `count` concurrent calls of `mutation` (an update or an upgrade) on the fixture's
+/// instance, spread over the servers, the `i`th setting slot `{prefix}{i}` to `"v{i}"`;
+/// none may fail.
+async fn set_slots_concurrently(f: &Fixture, mutation: &'static str, prefix: &str, count: usize) {
     let mut tasks = JoinSet::new();
     for i in 0..count {
-        let (api, token, instance) = (f.api.clone(), f.token.clone(), f.instance.clone());
-        tasks.spawn(async move {
-            let input = json!({"solutionInstanceId": instance, "configValues": [{"externalId": format!("s{i}"), "value": format!("\"v{i}\"")}]});
-            api.run(i, &token, UPDATE_INSTANCE, json!({"in": input})).await.err().into_iter().collect()
-        });
+        let (api, token) = (f.api.clone(), f.token.clone());
+        let value = json!([{"externalId": format!("{prefix}{i}"), "value": format!("\"v{i}\"")}]);
+        let input = json!({"in": {"solutionInstanceId": f.instance, "configValues": value}});
+        tasks.spawn(async move { api.run(i, &token, mutation, input).await.err().into_iter().collect() });
     }
     let errors = errors_of(tasks).await;
-    assert!(errors.is_empty(), "{} of {count} concurrent updates failed: {errors:#?}", errors.len());
+    assert!(errors.is_empty(), "{} of {count} concurrent calls failed: {errors:#?}", errors.len());
+}
+
+/// `count` concurrent updates of one instance, each setting its own slot `s{i}`; then
+/// every value must be there.
+async fn each_concurrent_update_keeps_its_slot(f: &Fixture, count: usize) {
+    set_slots_concurrently(f, UPDATE_INSTANCE, "s", count).await;
     let (_, _, config) = read_instance(&f.api, &f.token, &f.instance).await;
     let expected: BTreeMap<String, String> = (0..count).map(|i| (format!("s{i}"), format!("\"v{i}\""))).collect();
     assert_eq!(config, expected, "every acknowledged update keeps its slot");
@@ -205,16 +213,7 @@ async fn twenty_concurrent_upgrades_of_one_instance_all_succeed_and_keep_their_v
     f.api.ok(&f.master, update, json!({"id": f.solution, "c": slots})).await;
     publish(&f.api, &f.master, &f.solution).await;
 
-    let mut tasks = JoinSet::new();
-    for i in 0..20 {
-        let (api, token, instance) = (f.api.clone(), f.token.clone(), f.instance.clone());
-        tasks.spawn(async move {
-            let input = json!({"solutionInstanceId": instance, "configValues": [{"externalId": format!("n{i}"), "value": format!("\"v{i}\"")}]});
-            api.run(i, &token, UPGRADE_INSTANCE, json!({"in": input})).await.err().into_iter().collect()
-        });
-    }
-    let errors = errors_of(tasks).await;
-    assert!(errors.is_empty(), "{} of 20 concurrent upgrades failed: {errors:#?}", errors.len());
+    set_slots_concurrently(&f, UPGRADE_INSTANCE, "n", 20).await;
     let (version, _, config) = read_instance(&f.api, &f.token, &f.instance).await;
     assert_eq!(version, 2);
     let mut expected: BTreeMap<String, String> = (0..20).map(|i| (format!("n{i}"), format!("\"v{i}\""))).collect();
@@ -532,4 +531,102 @@ async fn processes_killed_mid_write_leave_no_partial_rows_and_restart() {
     }
     // The restarted server answers from the same data.
     Api::new(vec![restarted.base.clone()]).ok(&cluster.master, USERS, json!({})).await;
+}
+
+#[tokio::test]
+async fn concurrent_publishes_of_one_solution_each_get_their_own_version() {
+    let server = TestServer::start().await;
+    let f = fixture(Api::new(vec![server.base.clone()]), &server.master, 1).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..10 {
+        let (api, master, solution) = (f.api.clone(), f.master.clone(), f.solution.clone());
+        tasks.spawn(async move {
+            let publish = "mutation($id: ID!) { publishSolution(input: {solutionId: $id}) { solution { version } } }";
+            api.run(i, &master, publish, json!({"id": solution}))
+                .await
+                .map(|data| data["publishSolution"]["solution"]["version"].as_i64().unwrap())
+        });
+    }
+    let mut versions = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        versions.push(result.unwrap().unwrap_or_else(|err| panic!("a concurrent publish failed: {err}")));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..12).collect::<Vec<_>>(), "versions 2 to 11, one each");
+}
+
+/// Only the codes a client can act on: the object went away, or the token with its user.
+fn gone(err: &str) -> bool {
+    ["NOT_FOUND:", "UNAUTHENTICATED:", "BAD_USER_INPUT:"].iter().any(|code| err.starts_with(code))
+}
+
+#[tokio::test]
+async fn removing_a_user_while_their_rows_are_being_written_leaves_none_and_fails_nothing_internally() {
+    let server = TestServer::start().await;
+    let f = Arc::new(fixture(Api::new(vec![server.base.clone()]), &server.master, 1).await);
+    let auth = text(
+        &f.api.ok(&f.token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await["createUserAuthentication"]["authenticationId"],
+    );
+    let mut tasks = JoinSet::new();
+    for i in 0..30 {
+        let (f, auth) = (f.clone(), auth.clone());
+        tasks.spawn(async move {
+            let answer = match i {
+                15 => f.api.run(i, &f.master, REMOVE_USER, json!({"u": f.user})).await,
+                _ if i % 3 == 0 => f.api.run(i, &f.token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await,
+                _ if i % 3 == 1 => f.api.run(i, &f.token, CREATE_INSTANCE, instance_input(&f, &format!("i{i}"), &auth, 1)).await,
+                _ => {
+                    let input = json!({"solutionInstanceId": f.instance, "authValues": [{"externalId": "zendesk", "authId": auth}]});
+                    f.api.run(i, &f.token, UPDATE_INSTANCE, json!({"in": input})).await
+                }
+            };
+            match answer {
+                Err(err) if i == 15 || !gone(&err) => vec![err],
+                _ => vec![],
+            }
+        });
+    }
+    let errors = errors_of(tasks).await;
+    assert!(errors.is_empty(), "failures other than the user being gone: {errors:#?}");
+    let owner = uuid::Uuid::parse_str(&f.user).unwrap();
+    let instances =
+        solution_instance::Entity::find().filter(solution_instance::Column::OwnerUserId.eq(owner)).count(&server.db);
+    let authentications =
+        authentication::Entity::find().filter(authentication::Column::OwnerUserId.eq(owner)).count(&server.db);
+    assert_eq!((instances.await.unwrap(), authentications.await.unwrap()), (0, 0), "nothing of the user is left");
+}
+
+#[tokio::test]
+async fn removing_an_authentication_while_instances_take_it_up_either_refuses_or_leaves_it_unused() {
+    let server = TestServer::start().await;
+    let f = Arc::new(fixture(Api::new(vec![server.base.clone()]), &server.master, 1).await);
+    let auth = text(
+        &f.api.ok(&f.token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await["createUserAuthentication"]["authenticationId"],
+    );
+    let remove = "mutation($id: ID!) { removeAuthentication(input: {authenticationId: $id}) { clientMutationId } }";
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        let (f, auth) = (f.clone(), auth.clone());
+        tasks.spawn(async move {
+            let answer = if i == 10 {
+                f.api.run(i, &f.token, remove, json!({"id": auth})).await
+            } else {
+                f.api.run(i, &f.token, CREATE_INSTANCE, instance_input(&f, &format!("i{i}"), &auth, 1)).await
+            };
+            match answer {
+                Err(err) if !(gone(&err) || (i == 10 && err.starts_with("CONFLICT:"))) => vec![err],
+                _ => vec![],
+            }
+        });
+    }
+    let errors = errors_of(tasks).await;
+    assert!(errors.is_empty(), "unexpected failures: {errors:#?}");
+    let id = uuid::Uuid::parse_str(&auth).unwrap();
+    let exists = authentication::Entity::find_by_id(id).one(&server.db).await.unwrap().is_some();
+    let used = instance_auth_value::Entity::find()
+        .filter(instance_auth_value::Column::AuthenticationId.eq(id))
+        .count(&server.db)
+        .await
+        .unwrap();
+    assert!(exists || used == 0, "a removed authentication is used by no instance");
 }
