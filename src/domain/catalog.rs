@@ -435,7 +435,6 @@ fn checked_schema(field: &str, schema: Option<Value>, fallback: &Value) -> Resul
     Ok(schema.to_string())
 }
 
-/// A custom service of the organization, or NOT_FOUND (built-in ones are read-only).
 /// Share-locks a service and one of its environments until the transaction ends
 /// (PostgreSQL), for writes that add rows using them: a concurrent removal waits and then
 /// sees those rows, or has already happened and they answer `NOT_FOUND`.
@@ -459,7 +458,8 @@ pub(crate) async fn hold_environment(
     Ok(())
 }
 
-/// The organization's own service, locked until the transaction ends (PostgreSQL).
+/// A custom service of the organization, or NOT_FOUND (built-in ones are read-only);
+/// locked until the transaction ends (PostgreSQL).
 async fn own_service(conn: &impl ConnectionTrait, org_id: OrgId, id: ServiceId) -> Result<service::Model> {
     let row = service::Entity::find_by_id(id.0)
         .filter(visible_to(org_id, service::Column::OrgId))
@@ -473,6 +473,7 @@ async fn own_service(conn: &impl ConnectionTrait, org_id: OrgId, id: ServiceId) 
     Ok(row)
 }
 
+/// An environment of the organization's own, locked until the transaction ends (PostgreSQL).
 async fn own_environment(
     conn: &impl ConnectionTrait,
     org_id: OrgId,

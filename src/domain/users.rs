@@ -68,36 +68,31 @@ pub struct UserCriteria {
     pub is_test_user: Option<bool>,
 }
 
+fn of_org(org_id: OrgId, user_id: UserId) -> sea_orm::Select<external_user::Entity> {
+    external_user::Entity::find_by_id(user_id.0).filter(external_user::Column::OrgId.eq(org_id.0))
+}
+
 /// The row of `user_id` in `org_id`, or `NOT_FOUND` (for a foreign id too).
 async fn find_row(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<external_user::Model> {
-    external_user::Entity::find_by_id(user_id.0)
-        .filter(external_user::Column::OrgId.eq(org_id.0))
-        .one(conn)
-        .await?
-        .ok_or(Error::NotFound("user"))
+    of_org(org_id, user_id).one(conn).await?.ok_or(Error::NotFound("user"))
 }
 
 /// Share-locks a live user's row until the transaction ends (PostgreSQL), for writes that
-/// add rows of that user: a concurrent removal then waits for them and takes them along,
-/// or has already happened and they answer `NOT_FOUND`, never a foreign-key failure.
+/// add rows of that user or read its token version: a concurrent removal or revocation
+/// then waits for them and takes their rows and tokens along, or has already happened and
+/// they answer `NOT_FOUND`, never a foreign-key failure.
+async fn shared_row(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<external_user::Model> {
+    of_org(org_id, user_id).lock_shared().one(conn).await?.ok_or(Error::NotFound("user"))
+}
+
+/// [`shared_row`] for writes that only need the user to stay.
 pub(crate) async fn hold(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<()> {
-    external_user::Entity::find_by_id(user_id.0)
-        .filter(external_user::Column::OrgId.eq(org_id.0))
-        .lock_shared()
-        .one(conn)
-        .await?
-        .map(drop)
-        .ok_or(Error::NotFound("user"))
+    shared_row(conn, org_id, user_id).await.map(drop)
 }
 
 /// The user's row, locked until the transaction ends (PostgreSQL).
 async fn row_for_update(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<external_user::Model> {
-    external_user::Entity::find_by_id(user_id.0)
-        .filter(external_user::Column::OrgId.eq(org_id.0))
-        .lock_exclusive()
-        .one(conn)
-        .await?
-        .ok_or(Error::NotFound("user"))
+    of_org(org_id, user_id).lock_exclusive().one(conn).await?.ok_or(Error::NotFound("user"))
 }
 
 pub async fn get(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<ExternalUser> {
@@ -207,13 +202,7 @@ pub async fn authorize(
     user_id: UserId,
 ) -> Result<MintedToken> {
     let txn = crate::db::write(db).await?;
-    // Share-locked: a concurrent revocation waits for this token and then revokes it too.
-    let row = external_user::Entity::find_by_id(user_id.0)
-        .filter(external_user::Column::OrgId.eq(scope.org_id().0))
-        .lock_shared()
-        .one(&txn)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+    let row = shared_row(&txn, scope.org_id(), user_id).await?;
     let minted = tokens.mint(scope.org_id(), user_id, row.token_version).map_err(Error::internal)?;
     audit::record(&txn, scope.org_id(), scope.into(), "user_token.minted", Some(user_id.0)).await?;
     txn.commit().await?;
