@@ -600,33 +600,39 @@ async fn removing_a_user_while_their_rows_are_being_written_leaves_none_and_fail
 async fn removing_an_authentication_while_instances_take_it_up_either_refuses_or_leaves_it_unused() {
     let server = TestServer::start().await;
     let f = Arc::new(fixture(Api::new(vec![server.base.clone()]), &server.master, 1).await);
-    let auth = text(
-        &f.api.ok(&f.token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await["createUserAuthentication"]["authenticationId"],
-    );
     let remove = "mutation($id: ID!) { removeAuthentication(input: {authenticationId: $id}) { clientMutationId } }";
+    // Eight authentications, each removed while six instances try to take it up.
+    let mut authentications = Vec::new();
     let mut tasks = JoinSet::new();
-    for i in 0..20 {
-        let (f, auth) = (f.clone(), auth.clone());
-        tasks.spawn(async move {
-            let answer = if i == 10 {
-                f.api.run(i, &f.token, remove, json!({"id": auth})).await
-            } else {
-                f.api.run(i, &f.token, CREATE_INSTANCE, instance_input(&f, &format!("i{i}"), &auth, 1)).await
-            };
-            match answer {
-                Err(err) if !(gone(&err) || (i == 10 && err.starts_with("CONFLICT:"))) => vec![err],
-                _ => vec![],
-            }
-        });
+    for round in 0..8 {
+        let import = f.api.ok(&f.token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await;
+        let auth = text(&import["createUserAuthentication"]["authenticationId"]);
+        authentications.push(uuid::Uuid::parse_str(&auth).unwrap());
+        for i in 0..7 {
+            let (f, auth) = (f.clone(), auth.clone());
+            tasks.spawn(async move {
+                let answer = if i == 3 {
+                    f.api.run(i, &f.token, remove, json!({"id": auth})).await
+                } else {
+                    let input = instance_input(&f, &format!("r{round}-i{i}"), &auth, 1);
+                    f.api.run(i, &f.token, CREATE_INSTANCE, input).await
+                };
+                match answer {
+                    Err(err) if !(gone(&err) || (i == 3 && err.starts_with("CONFLICT:"))) => vec![err],
+                    _ => vec![],
+                }
+            });
+        }
     }
     let errors = errors_of(tasks).await;
     assert!(errors.is_empty(), "unexpected failures: {errors:#?}");
-    let id = uuid::Uuid::parse_str(&auth).unwrap();
-    let exists = authentication::Entity::find_by_id(id).one(&server.db).await.unwrap().is_some();
-    let used = instance_auth_value::Entity::find()
-        .filter(instance_auth_value::Column::AuthenticationId.eq(id))
-        .count(&server.db)
-        .await
-        .unwrap();
-    assert!(exists || used == 0, "a removed authentication is used by no instance");
+    for id in authentications {
+        let exists = authentication::Entity::find_by_id(id).one(&server.db).await.unwrap().is_some();
+        let used = instance_auth_value::Entity::find()
+            .filter(instance_auth_value::Column::AuthenticationId.eq(id))
+            .count(&server.db)
+            .await
+            .unwrap();
+        assert!(exists || used == 0, "a removed authentication is used by no instance");
+    }
 }
