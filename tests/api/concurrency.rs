@@ -461,10 +461,10 @@ async fn write_until_killed(cluster: &Cluster, f: &Arc<Fixture>, run: usize, kil
     const SLOTS: usize = 5;
     let mut server = cluster.start(&[]).await;
     let api = Api::new(vec![server.base.clone()]);
-    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let (acknowledged, stopped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut tasks = JoinSet::new();
     for writer in 0..16 {
-        let (f, api, acknowledged) = (f.clone(), api.clone(), acknowledged.clone());
+        let (f, api, acknowledged, stopped) = (f.clone(), api.clone(), acknowledged.clone(), stopped.clone());
         tasks.spawn(async move {
             let (mut instances, mut removals) = (Vec::new(), Vec::new());
             for round in 0.. {
@@ -483,20 +483,23 @@ async fn write_until_killed(cluster: &Cluster, f: &Arc<Fixture>, run: usize, kil
                     }
                     Ok::<_, String>(())
                 };
-                if step.await.is_err() {
-                    break;
+                if let Err(err) = step.await {
+                    stopped.fetch_add(1, Ordering::SeqCst);
+                    return (instances, removals, err);
                 }
             }
-            (instances, removals)
+            unreachable!("a writer only stops on an error")
         });
     }
-    while acknowledged.load(Ordering::SeqCst) < kill_after {
+    while acknowledged.load(Ordering::SeqCst) < kill_after && stopped.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let healthy = stopped.load(Ordering::SeqCst) == 0;
     server.crash();
     let (mut instances, mut removals) = (Vec::new(), Vec::new());
     while let Some(result) = tasks.join_next().await {
-        let (made, asked) = result.unwrap();
+        let (made, asked, err) = result.unwrap();
+        assert!(healthy, "a writer failed before the kill: {err}\n{}", server.output());
         instances.extend(made);
         removals.extend(asked);
     }
