@@ -366,7 +366,8 @@ fn instance_input(f: &Fixture, name: &str, authentication: &str, slots: usize) -
 async fn sigterm_lets_in_flight_writes_finish_completely_and_exits_zero() {
     const SLOTS: usize = 5;
     let cluster = Cluster::new().await;
-    let mut server = cluster.start(&[]).await;
+    // The request log shows when the server has taken the requests up.
+    let mut server = cluster.start(&[("LATCHKEY_LOG", "info,tower_http=debug")]).await;
     let f = fixture(Api::new(vec![server.base.clone()]), &cluster.master, SLOTS).await;
     let authentication = text(
         &f.api.ok(&f.token, IMPORT, json!({"s": f.zendesk.0, "e": f.zendesk.1})).await["createUserAuthentication"]["authenticationId"],
@@ -378,13 +379,19 @@ async fn sigterm_lets_in_flight_writes_finish_completely_and_exits_zero() {
     let blocker = latchkey::db::write(&db).await.unwrap();
     let owner = uuid::Uuid::parse_str(&f.user).unwrap();
     external_user::Entity::find_by_id(owner).lock_exclusive().one(&blocker).await.unwrap();
+    let taken_up = || server.output().matches("started processing request").count();
+    let before = taken_up();
     let mut tasks = JoinSet::new();
     for i in 0..10 {
         let (api, token, variables) =
             (f.api.clone(), f.token.clone(), instance_input(&f, &format!("i{i}"), &authentication, SLOTS));
         tasks.spawn(async move { (i, api.run(i, &token, CREATE_INSTANCE, variables).await) });
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting = std::time::Instant::now();
+    while taken_up() < before + 10 {
+        assert!(waiting.elapsed() < Duration::from_secs(60), "the requests never arrived:\n{}", server.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.signal("TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     blocker.rollback().await.unwrap();
