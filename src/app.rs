@@ -56,7 +56,7 @@ impl App {
         ensure_private_dir(&config.data_dir)?;
         let (keyring, new_key_file) = load_keyring(config)?;
         let ((user_tokens, fingerprinter), new_jwt_file) = load_user_tokens(config)?;
-        let db = db::connect(&config.database_url, config.database_kind).await?;
+        let db = db::connect(config).await?;
         db::migrate(&db).await?;
         installation::check_keyring(&db, &keyring).await?;
         let services = catalog::load_builtin(&db).await.context("cannot load the built-in service catalog")?;

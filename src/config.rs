@@ -16,11 +16,15 @@ pub struct RawConfig {
     pub jwt_secret: Option<SecretString>,
     pub log: Option<String>,
     pub introspection: Option<String>,
+    pub database_max_connections: Option<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "latchkey-data";
 pub const DEFAULT_LOG: &str = "info";
+pub const DEFAULT_SQLITE_CONNECTIONS: u32 = 8;
+pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 16;
+const MAX_DATABASE_CONNECTIONS: u32 = 1000;
 
 /// Validated configuration. Secret values stay wrapped; `Debug` never shows them.
 pub struct Config {
@@ -29,6 +33,8 @@ pub struct Config {
     /// May hold a database password, so it is kept as a secret.
     pub database_url: SecretString,
     pub database_kind: DatabaseKind,
+    /// The most database connections this process holds; requests beyond wait for one.
+    pub database_max_connections: u32,
     pub public_url: String,
     pub encryption_key: Option<SecretString>,
     pub jwt_secret: Option<SecretString>,
@@ -48,6 +54,7 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
             .field("database_kind", &self.database_kind)
+            .field("database_max_connections", &self.database_max_connections)
             .field("public_url", &self.public_url)
             .field("encryption_key", &self.encryption_key.as_ref().map(|_| "[redacted]"))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "[redacted]"))
@@ -97,6 +104,21 @@ impl Config {
             ));
         };
 
+        let database_max_connections = match raw.database_max_connections.as_deref().map(str::trim) {
+            None | Some("") => match database_kind {
+                DatabaseKind::Sqlite => DEFAULT_SQLITE_CONNECTIONS,
+                DatabaseKind::Postgres => DEFAULT_POSTGRES_CONNECTIONS,
+            },
+            Some(text) => {
+                text.parse().ok().filter(|n| (1..=MAX_DATABASE_CONNECTIONS).contains(n)).ok_or_else(|| {
+                    invalid(
+                        "LATCHKEY_DATABASE_MAX_CONNECTIONS",
+                        format!("{text:?} is not a whole number from 1 to {MAX_DATABASE_CONNECTIONS}"),
+                    )
+                })?
+            }
+        };
+
         let public_url = match raw.public_url {
             Some(url) => {
                 let url = url.trim().trim_end_matches('/').to_owned();
@@ -125,6 +147,7 @@ impl Config {
             data_dir,
             database_url: database_url.into(),
             database_kind,
+            database_max_connections,
             public_url,
             encryption_key: raw.encryption_key,
             jwt_secret: raw.jwt_secret,
@@ -154,6 +177,10 @@ mod tests {
             (RawConfig { database_url: Some("mysql://x".into()), ..Default::default() }, "LATCHKEY_DATABASE_URL"),
             (RawConfig { public_url: Some("ftp://x".into()), ..Default::default() }, "LATCHKEY_PUBLIC_URL"),
             (RawConfig { log: Some("[[[".into()), ..Default::default() }, "LATCHKEY_LOG"),
+            (
+                RawConfig { database_max_connections: Some("0".into()), ..Default::default() },
+                "LATCHKEY_DATABASE_MAX_CONNECTIONS",
+            ),
             (RawConfig { introspection: Some("maybe".into()), ..Default::default() }, "LATCHKEY_INTROSPECTION"),
         ];
         for (raw, variable) in cases {

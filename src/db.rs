@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbBackend, SqliteTransactionMode, TransactionOptions,
+    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
     sqlx::{
         self,
@@ -15,31 +15,31 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::DatabaseKind;
+use crate::config::{Config, DatabaseKind};
 
 /// How long a SQLite writer waits for the lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a free pooled connection before it fails (`INTERNAL`).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn connect(url: &SecretString, kind: DatabaseKind) -> anyhow::Result<DatabaseConnection> {
+pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let url = &config.database_url;
     let mut options = ConnectOptions::new(url.expose_secret().to_owned());
     options
-        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(config.database_max_connections)
+        .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
         // Statement logs carry bound parameters; keep them out of the logs entirely.
         .sqlx_logging(false);
-    match kind {
-        DatabaseKind::Sqlite => {
-            options.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(|opts| {
-                opts.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                    .foreign_keys(true)
-                    .create_if_missing(true)
-            });
-        }
-        DatabaseKind::Postgres => {
-            options.max_connections(16).min_connections(1);
-        }
+    if config.database_kind == DatabaseKind::Sqlite {
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
     }
     // The URL may hold a password: report the failure without it.
     Database::connect(options)
@@ -49,6 +49,22 @@ pub async fn connect(url: &SecretString, kind: DatabaseKind) -> anyhow::Result<D
 
 fn redact(message: &str, url: &SecretString) -> String {
     message.replace(url.expose_secret(), "[database url]")
+}
+
+/// Opens a transaction that will write: the one way the crate starts one.
+///
+/// SQLite starts a plain (deferred) transaction as a reader and refuses, at once and
+/// without consulting the busy timeout, to upgrade it to a writer once another connection
+/// has written since; a read-then-write use case then fails with "database is locked".
+/// `BEGIN IMMEDIATE` takes the write lock up front, so writers queue on the busy timeout
+/// instead. PostgreSQL ignores the mode; there, a read that a write depends on locks its
+/// rows (`lock_exclusive`).
+pub async fn write<C: TransactionTrait>(conn: &C) -> Result<C::Transaction, DbErr> {
+    conn.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// The PostgreSQL advisory lock every latchkey process takes around its migrations (any
@@ -66,11 +82,7 @@ const MIGRATION_LOCK: i64 = 0x6c61_7463_686b_6579;
 /// sees the migrations applied.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     if db.get_database_backend() == DbBackend::Sqlite {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        let txn = db.begin_with_options(options).await.context("cannot lock the database for migrations")?;
+        let txn = write(db).await.context("cannot lock the database for migrations")?;
         run_migrations(&txn).await?;
         return txn.commit().await.context("cannot commit the migrations");
     }

@@ -57,6 +57,9 @@ struct Options {
     /// Allow GraphQL introspection and field suggestions (true/false) [default: true]
     #[arg(long, env = "LATCHKEY_INTROSPECTION", global = true)]
     introspection: Option<String>,
+    /// Most database connections per process; requests beyond wait for one [default: 8 on SQLite, 16 on PostgreSQL]
+    #[arg(long, env = "LATCHKEY_DATABASE_MAX_CONNECTIONS", global = true)]
+    database_max_connections: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +174,7 @@ impl Options {
             jwt_secret: self.jwt_secret.map(SecretString::from),
             log: self.log,
             introspection: self.introspection,
+            database_max_connections: self.database_max_connections,
         })
     }
 }
@@ -269,7 +273,7 @@ fn print_new_token(what: &str, token: &SecretString, config: &Config) {
 
 async fn operator_db(config: &Config) -> anyhow::Result<DatabaseConnection> {
     app::ensure_private_dir(&config.data_dir)?;
-    let db = db::connect(&config.database_url, config.database_kind).await?;
+    let db = db::connect(config).await?;
     db::migrate(&db).await?;
     Ok(db)
 }
