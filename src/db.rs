@@ -6,12 +6,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
-    sqlx::{
-        self,
-        sqlite::{SqliteJournalMode, SqliteSynchronous},
-    },
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -71,34 +68,27 @@ pub async fn write<C: TransactionTrait>(conn: &C) -> Result<C::Transaction, DbEr
 /// fixed number works, as long as all processes on one database agree).
 const MIGRATION_LOCK: i64 = 0x6c61_7463_686b_6579;
 
-/// Applies pending migrations. On PostgreSQL, replicas starting together on an empty
-/// database would each create the same tables and all but one would fail; an advisory
-/// lock, held on one dedicated connection for the duration, lets one migrate while the
-/// others wait and then find nothing left to do. A crash releases it with its session.
+/// Applies pending migrations, all in one transaction on one connection (both databases
+/// run DDL transactionally), so a pool of any size can migrate.
 ///
-/// On SQLite the same race (two processes on one file: a server and `latchkey migrate`)
-/// is closed by migrating inside one `IMMEDIATE` transaction: it takes the file's write
-/// lock at once, and a second process waits for it (up to the busy timeout) and then
-/// sees the migrations applied.
+/// Replicas starting together on an empty database would each create the same tables,
+/// and all but one would fail. On PostgreSQL the transaction first takes an advisory lock,
+/// released when it ends (a crash included): one replica migrates while the others wait,
+/// then find nothing left to do. On SQLite the transaction starts `IMMEDIATE`, taking the
+/// file's write lock at once; a second process waits for it (up to the busy timeout) and
+/// then sees the migrations applied.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    if db.get_database_backend() == DbBackend::Sqlite {
-        let txn = write(db).await.context("cannot lock the database for migrations")?;
-        run_migrations(&txn).await?;
-        return txn.commit().await.context("cannot commit the migrations");
+    let txn = write(db).await.context("cannot lock the database for migrations")?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        let lock = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [MIGRATION_LOCK.into()],
+        );
+        txn.execute_raw(lock).await.context("cannot take the migration lock")?;
     }
-    let mut lock = db.get_postgres_connection_pool().acquire().await.context("cannot connect for migrations")?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *lock)
-        .await
-        .context("cannot take the migration lock")?;
-    let migrated = run_migrations(db).await;
-    let released = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await;
-    if released.is_err() {
-        // Ending the session is the other way to release the lock.
-        let _ = lock.close().await;
-    }
-    migrated
+    run_migrations(&txn).await?;
+    txn.commit().await.context("cannot commit the migrations")
 }
 
 async fn run_migrations<'c>(db: impl sea_orm::IntoDatabaseExecutor<'c>) -> anyhow::Result<()> {

@@ -526,6 +526,10 @@ pub async fn create_service(
         Begun::Fresh(txn) => txn,
         Begun::Replay(id) => return idempotency::replayed(service(db, scope.org_id(), ServiceId(id)).await, "service"),
     };
+    // Names are unique among the services an organization sees, built-in ones included, so
+    // no index can say it: creates of one organization take turns on its row (PostgreSQL;
+    // SQLite's write transactions already do), and the check below sees every earlier one.
+    entity::organization::Entity::find_by_id(scope.org_id().0).lock_exclusive().one(&txn).await?;
     let taken = service::Entity::find()
         .filter(visible_to(scope.org_id(), service::Column::OrgId))
         .filter(service::Column::Name.eq(name.as_str()))
