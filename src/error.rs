@@ -93,6 +93,8 @@ pub enum Error {
     Conflict(String),
     #[error("rate limit exceeded; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("the request body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
     /// Anything the client cannot fix. The cause is logged, the client sees a generic text.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -107,6 +109,7 @@ impl Error {
             Error::BadInput(_) => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,
             Error::RateLimited { .. } => Code::RateLimited,
+            Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Error::Internal(_) => Code::Internal,
         }
     }

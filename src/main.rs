@@ -57,6 +57,18 @@ struct Options {
     /// Allow GraphQL introspection and field suggestions (true/false) [default: true]
     #[arg(long, env = "LATCHKEY_INTROSPECTION", global = true)]
     introspection: Option<String>,
+    /// Requests per second per token (per client address without one); 0 turns limits off [default: 30]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_PER_SECOND", global = true)]
+    rate_limit_per_second: Option<String>,
+    /// Requests a caller may send at once before the per-second rate applies [default: 50]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_BURST", global = true)]
+    rate_limit_burst: Option<String>,
+    /// Connections served at once; more wait until one closes [default: 512]
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", global = true)]
+    max_connections: Option<String>,
+    /// Seconds a client may take to send request headers; idle connections close after it [default: 30]
+    #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", global = true)]
+    header_timeout: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +183,10 @@ impl Options {
             jwt_secret: self.jwt_secret.map(SecretString::from),
             log: self.log,
             introspection: self.introspection,
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
         })
     }
 }
