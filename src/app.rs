@@ -82,8 +82,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await;
-        Ok(())
+        server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await
     }
 
     pub fn db(&self) -> &DatabaseConnection {
