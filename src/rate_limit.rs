@@ -42,11 +42,11 @@ enum Key {
 }
 
 impl Key {
-    fn of(principal: &Principal, client: ClientAddr) -> Self {
-        match principal {
-            Principal::Master(scope) => Key::MasterToken(scope.token_id().0),
-            Principal::User(scope) => Key::User(scope.user_id().0),
-            Principal::Anonymous => Key::Address(network_of(client.0)),
+    fn of(caller: Option<&Principal>, client: ClientAddr) -> Self {
+        match caller {
+            Some(Principal::Master(scope)) => Key::MasterToken(scope.token_id().0),
+            Some(Principal::User(scope)) => Key::User(scope.user_id().0),
+            Some(Principal::Anonymous) | None => Key::Address(network_of(client.0)),
         }
     }
 }
@@ -84,14 +84,17 @@ impl RateLimiter {
         Self { limiter: Some(limiter) }
     }
 
-    /// Spends one request of the caller's budget, or says how long to wait.
-    pub fn admit(&self, principal: &Principal, client: ClientAddr) -> Result<(), Error> {
+    /// Spends one request of the caller's budget, or says how long to wait. `caller` is
+    /// `None` when the token was refused: such requests spend the client address's budget,
+    /// so guessing tokens is limited too.
+    pub fn admit(&self, caller: Option<&Principal>, client: ClientAddr) -> Result<(), Error> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        limiter.check_key(&Key::of(principal, client)).map_err(|not_until| {
+        limiter.check_key(&Key::of(caller, client)).map_err(|not_until| {
             let wait = not_until.wait_time_from(limiter.clock().now());
-            tracing::debug!(principal = principal.kind(), wait_ms = wait.as_millis() as u64, "rate limited");
+            let kind = caller.map_or("refused token", Principal::kind);
+            tracing::debug!(caller = kind, wait_ms = wait.as_millis() as u64, "rate limited");
             // Whole seconds, rounded up, so a client that waits as told is admitted.
             Error::RateLimited { retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1) }
         })
@@ -133,27 +136,27 @@ mod tests {
     #[test]
     fn a_caller_past_its_burst_is_told_to_retry_in_whole_seconds() {
         let limiter = RateLimiter::new(Some(RateLimit { per_second: 1, burst: 2 }));
-        let anonymous = Principal::Anonymous;
-        assert!(limiter.admit(&anonymous, client("192.0.2.1")).is_ok());
-        assert!(limiter.admit(&anonymous, client("192.0.2.1")).is_ok());
-        let refused = limiter.admit(&anonymous, client("192.0.2.1")).unwrap_err();
+        let anonymous = Some(&Principal::Anonymous);
+        assert!(limiter.admit(anonymous, client("192.0.2.1")).is_ok());
+        assert!(limiter.admit(anonymous, client("192.0.2.1")).is_ok());
+        let refused = limiter.admit(anonymous, client("192.0.2.1")).unwrap_err();
         assert!(matches!(refused, Error::RateLimited { retry_after_secs: 1 }), "{refused:?}");
-        assert!(limiter.admit(&anonymous, client("192.0.2.2")).is_ok(), "another address has its own budget");
+        assert!(limiter.admit(anonymous, client("192.0.2.2")).is_ok(), "another address has its own budget");
     }
 
     #[test]
     fn addresses_in_one_ipv6_64_share_a_budget() {
         let limiter = RateLimiter::new(Some(RateLimit { per_second: 1, burst: 1 }));
-        assert!(limiter.admit(&Principal::Anonymous, client("2001:db8::1")).is_ok());
-        assert!(limiter.admit(&Principal::Anonymous, client("2001:db8::ffff:2")).is_err());
-        assert!(limiter.admit(&Principal::Anonymous, client("2001:db8:0:1::1")).is_ok());
+        assert!(limiter.admit(None, client("2001:db8::1")).is_ok());
+        assert!(limiter.admit(None, client("2001:db8::ffff:2")).is_err());
+        assert!(limiter.admit(None, client("2001:db8:0:1::1")).is_ok());
     }
 
     #[test]
     fn a_disabled_limiter_admits_everything() {
         let limiter = RateLimiter::new(None);
         for _ in 0..1000 {
-            assert!(limiter.admit(&Principal::Anonymous, client("192.0.2.1")).is_ok());
+            assert!(limiter.admit(None, client("192.0.2.1")).is_ok());
         }
     }
 
@@ -161,7 +164,7 @@ mod tests {
     fn pruning_forgets_callers_whose_budget_is_full_again() {
         let limiter = RateLimiter::new(Some(RateLimit { per_second: 1000, burst: 1 }));
         for last in 0..100u8 {
-            limiter.admit(&Principal::Anonymous, client(&format!("192.0.2.{last}"))).unwrap();
+            limiter.admit(None, client(&format!("192.0.2.{last}"))).unwrap();
         }
         assert_eq!(limiter.tracked(), 100);
         // A thousandth of a second refills each budget; wait far longer.

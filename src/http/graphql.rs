@@ -177,13 +177,15 @@ async fn execute(
     request: async_graphql::Request,
 ) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let principal = match state.authenticator.authenticate(authorization).await {
+    let authenticated = state.authenticator.authenticate(authorization).await;
+    // Charged as soon as the caller is known, refused tokens included, before execution.
+    if let Err(limited) = state.rate_limiter.admit(authenticated.as_ref().ok(), client) {
+        return refusal(media, &limited);
+    }
+    let principal = match authenticated {
         Ok(principal) => principal,
         Err(err) => return failure(media, err.code(), &err.public_message()),
     };
-    if let Err(limited) = state.rate_limiter.admit(&principal, client) {
-        return refusal(media, &limited);
-    }
     let span = tracing::info_span!(
         "graphql",
         operation = request.operation_name.as_deref().unwrap_or("-"),

@@ -58,10 +58,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let principal = state.authenticator.authenticate(authorization).await?;
+        let authenticated = state.authenticator.authenticate(authorization).await;
         let Ok(client) = ClientAddr::from_request_parts(parts, state).await;
-        state.rate_limiter.admit(&principal, client)?;
-        Ok(Caller(principal))
+        state.rate_limiter.admit(authenticated.as_ref().ok(), client)?;
+        Ok(Caller(authenticated?))
     }
 }
 
