@@ -247,7 +247,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {} (LATCHKEY_BIND)", config.bind))?;
-    tracing::info!(address = %config.bind, database = ?config.database_kind, "latchkey is serving; GraphiQL at {}/graphql", config.public_url);
+    tracing::info!(address = %config.bind, database = ?config.database_kind, "latchkey is serving at {}/graphql", config.public_url);
+    if config.introspection {
+        tracing::info!("GraphiQL at {}/graphql (turned off with LATCHKEY_INTROSPECTION=false)", config.public_url);
+    }
     app.serve(listener, latchkey::app::shutdown_signal()).await
 }
 
