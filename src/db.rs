@@ -3,10 +3,15 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection,
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    ConnectOptions, Database, DatabaseConnection, DbBackend, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+    sqlx::{
+        self,
+        sqlite::{SqliteJournalMode, SqliteSynchronous},
+    },
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -46,6 +51,44 @@ fn redact(message: &str, url: &SecretString) -> String {
     message.replace(url.expose_secret(), "[database url]")
 }
 
+/// The PostgreSQL advisory lock every latchkey process takes around its migrations (any
+/// fixed number works, as long as all processes on one database agree).
+const MIGRATION_LOCK: i64 = 0x6c61_7463_686b_6579;
+
+/// Applies pending migrations. On PostgreSQL, replicas starting together on an empty
+/// database would each create the same tables and all but one would fail; an advisory
+/// lock, held on one dedicated connection for the duration, lets one migrate while the
+/// others wait and then find nothing left to do. A crash releases it with its session.
+///
+/// On SQLite the same race (two processes on one file: a server and `latchkey migrate`)
+/// is closed by migrating inside one `IMMEDIATE` transaction: it takes the file's write
+/// lock at once, and a second process waits for it (up to the busy timeout) and then
+/// sees the migrations applied.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let txn = db.begin_with_options(options).await.context("cannot lock the database for migrations")?;
+        run_migrations(&txn).await?;
+        return txn.commit().await.context("cannot commit the migrations");
+    }
+    let mut lock = db.get_postgres_connection_pool().acquire().await.context("cannot connect for migrations")?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await
+        .context("cannot take the migration lock")?;
+    let migrated = run_migrations(db).await;
+    let released = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await;
+    if released.is_err() {
+        // Ending the session is the other way to release the lock.
+        let _ = lock.close().await;
+    }
+    migrated
+}
+
+async fn run_migrations<'c>(db: impl sea_orm::IntoDatabaseExecutor<'c>) -> anyhow::Result<()> {
     Migrator::up(db, None).await.map_err(|err| anyhow::anyhow!("database migration failed: {err}"))
 }

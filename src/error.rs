@@ -68,6 +68,9 @@ codes! {
     /// The GraphQL document passes a bound: length, nesting, depth, size with fragments
     /// expanded, aliases, directives or complexity.
     QueryTooComplex = ("QUERY_TOO_COMPLEX", 400),
+    /// An operation of the published API that latchkey does not offer (`callConnector`:
+    /// latchkey runs no connectors).
+    NotSupported = ("NOT_SUPPORTED", 501),
     /// Something failed inside latchkey; the cause is logged with the request id.
     Internal = ("INTERNAL", 500),
 }
@@ -95,6 +98,8 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("the request body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    #[error("{0}")]
+    NotSupported(&'static str),
     /// Anything the client cannot fix. The cause is logged, the client sees a generic text.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -110,6 +115,7 @@ impl Error {
             Error::Conflict(_) => Code::Conflict,
             Error::RateLimited { .. } => Code::RateLimited,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            Error::NotSupported(_) => Code::NotSupported,
             Error::Internal(_) => Code::Internal,
         }
     }

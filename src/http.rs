@@ -28,6 +28,7 @@ use tracing::Level;
 use crate::{
     auth::Authenticator,
     crypto::KeyringHandle,
+    domain::idempotency::{Fingerprinter, Idempotency, IdempotencyKey},
     error::{Code, Error},
     graphiql,
     graphql::{LatchkeySchema, document::DocumentLimits},
@@ -52,6 +53,7 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// GraphiQL is served only where introspection is on; without it the page is useless.
     pub graphiql: bool,
+    pub fingerprinter: Fingerprinter,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -143,4 +145,36 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Idempotency-Key
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The request's `Idempotency-Key` header, for the creates to record. A malformed or
+/// repeated header is refused rather than ignored: a client that sent one counts on it.
+pub fn idempotency_key(state: &AppState, headers: &HeaderMap) -> Result<Option<Idempotency>, Error> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Error::bad_input("send at most one Idempotency-Key header"));
+    }
+    // Bytes outside visible ASCII fail `to_str`; the empty text then fails the key's own check.
+    let key = IdempotencyKey::parse(value.to_str().unwrap_or_default())?;
+    Ok(Some(Idempotency::new(key, state.fingerprinter.clone())))
+}
+
+/// Hands the key to the GraphQL create mutations.
+pub(crate) fn attach_idempotency_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &mut async_graphql::Request,
+) -> Result<(), Error> {
+    if let Some(idempotency) = idempotency_key(state, headers)? {
+        request.data.insert(idempotency);
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! The `latchkey` command: serve (the default), migrate, and operator tasks.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -192,6 +192,7 @@ impl Options {
 }
 
 fn main() -> ExitCode {
+    app::use_private_umask();
     let cli = Cli::parse();
     let config = match cli.options.into_config() {
         Ok(config) => config,
@@ -200,7 +201,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::new(&config.log)).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -236,22 +241,39 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = App::build(&config).await?;
-    if let Some(bootstrap) = &app.bootstrap {
-        print_new_token(
-            &format!("created the default organization {:?}", bootstrap.org.name),
-            &bootstrap.master_token,
-            &config,
-        );
-    }
+    // Bound before anything is created: a start that cannot serve must not mint the
+    // master token that is shown only once.
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {} (LATCHKEY_BIND)", config.bind))?;
+    let app = App::build(&config).await?;
+    if let Some(bootstrap) = &app.bootstrap {
+        hand_over_initial_token(&bootstrap.org.name, &bootstrap.master_token, &config)?;
+    }
     tracing::info!(address = %config.bind, database = ?config.database_kind, "latchkey is serving at {}/graphql", config.public_url);
     if config.introspection {
         tracing::info!("GraphiQL at {}/graphql (turned off with LATCHKEY_INTROSPECTION=false)", config.public_url);
     }
     app.serve(listener, latchkey::app::shutdown_signal()).await
+}
+
+/// Gives the operator the first master token. On a terminal it is shown once; anywhere
+/// else standard error is a log stream (systemd, Docker, Kubernetes) that others read and
+/// keep, so the token goes to a private file in the data dir and only its path is logged.
+fn hand_over_initial_token(org_name: &str, token: &SecretString, config: &Config) -> anyhow::Result<()> {
+    let what = format!("created the default organization {org_name:?}");
+    if std::io::stderr().is_terminal() {
+        print_new_token(&what, token, config);
+        return Ok(());
+    }
+    let path = app::save_initial_master_token(&config.data_dir, token).context(
+        "cannot save the first master token (the default organization exists); mint one with `latchkey master-token create`",
+    )?;
+    tracing::warn!(
+        path = %path.display(),
+        "{what}; its master token is in this file (owner only). Read it, store it safely, then delete the file"
+    );
+    Ok(())
 }
 
 /// Shows a master token once, on standard error, with a hint on how to use it.
@@ -265,6 +287,7 @@ fn print_new_token(what: &str, token: &SecretString, config: &Config) {
 }
 
 async fn operator_db(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    app::ensure_private_dir(&config.data_dir)?;
     let db = db::connect(&config.database_url, config.database_kind).await?;
     db::migrate(&db).await?;
     Ok(db)
@@ -281,9 +304,7 @@ async fn find_org(db: &DatabaseConnection, id_or_name: &str) -> anyhow::Result<o
 async fn org(command: OrgCommand, db: &DatabaseConnection) -> anyhow::Result<()> {
     match command {
         OrgCommand::Create { name } => {
-            let org = orgs::create(db, &name).await?;
-            let (token, secret) = master_tokens::create(db, org.id, "initial").await?;
-            audit::record(db, org.id, audit::Actor::System, "master_token.created", Some(token.id.0)).await?;
+            let (org, secret) = orgs::create_with_master_token(db, &name, "initial").await?;
             println!("{}\t{}", org.id, org.name);
             eprintln!(
                 "latchkey: organization {:?} created. Its master token, shown only this once:\n\n    {}\n",
@@ -340,6 +361,7 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
 }
 
 async fn keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    app::ensure_private_dir(&config.data_dir)?;
     let source = app::key_source(config);
     // Held until the command ends, so no other rotate or retire rewrites the key file
     // meanwhile; `list` only reads, and stays usable to watch a rotation's progress.

@@ -5,6 +5,7 @@ pub mod audit_event;
 pub mod authentication;
 pub mod authorization_code;
 pub mod external_user;
+pub mod idempotency_key;
 pub mod instance_auth_value;
 pub mod instance_config_value;
 pub mod master_token;

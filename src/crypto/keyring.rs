@@ -35,7 +35,8 @@ pub enum KeyringError {
     )]
     WrongLength { position: usize, len: usize },
     #[error(
-        "key {position} is a well-known or low-entropy sample value; generate a random one (e.g. `openssl rand -base64 32`)"
+        "key {position} is not random bytes (printable text, a repeated pattern, a sequence or few distinct bytes); \
+         generate a random one (e.g. `openssl rand -base64 32`)"
     )]
     Weak { position: usize },
     #[error("key {position} is listed twice")]
@@ -78,14 +79,16 @@ impl EncryptionKey {
         STANDARD.encode(self.expose())
     }
 
-    /// Sample keys (all zeros, a repeated byte, a counting sequence, ASCII digits) have
-    /// few distinct bytes; 32 random bytes essentially never have fewer than 16.
+    /// Hand-made keys: all printable ASCII (a passphrase or hex text pasted where base64
+    /// of random bytes belongs), a repeated pattern, a counting sequence, or few distinct
+    /// bytes. 32 random bytes are all printable with odds of 1 in 10^13, and essentially
+    /// never have fewer than 20 distinct values.
     fn looks_weak(bytes: &[u8; KEY_LEN]) -> bool {
-        let mut seen = [false; 256];
-        bytes.iter().for_each(|b| seen[*b as usize] = true);
-        let distinct = seen.iter().filter(|s| **s).count();
-        let ascending = bytes.windows(2).all(|w| w[1] == w[0].wrapping_add(1));
-        distinct < 16 || ascending
+        use super::strength::{distinct_bytes, longest_counting_run, repeats_a_pattern};
+        bytes.iter().all(|byte| (0x20..=0x7e).contains(byte))
+            || repeats_a_pattern(bytes)
+            || longest_counting_run(bytes) >= 8
+            || distinct_bytes(bytes) < 20
     }
 }
 
@@ -228,7 +231,21 @@ mod tests {
     #[test]
     fn well_known_sample_keys_are_refused() {
         let counting: Vec<u8> = (0u8..32).collect();
-        for sample in [vec![0u8; 32], vec![0x41; 32], counting, b"01234567890123456789012345678901".to_vec()] {
+        let mut patterned = [0u8; 32];
+        patterned.iter_mut().enumerate().for_each(|(i, byte)| *byte = [0x9c, 0x03, 0xf1, 0x77, 0x20][i % 5]);
+        let mut few = crate::crypto::random_bytes::<32>();
+        few.iter_mut().for_each(|byte| *byte %= 12);
+        let samples = [
+            vec![0u8; 32],
+            vec![0x41; 32],
+            counting,
+            b"01234567890123456789012345678901".to_vec(),
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            b"Tr0ub4dor&3-correct-horse-batter".to_vec(),
+            patterned.to_vec(),
+            few.to_vec(),
+        ];
+        for sample in samples {
             let text = STANDARD.encode(&sample);
             assert_eq!(Keyring::parse(&text).unwrap_err(), KeyringError::Weak { position: 1 }, "{text}");
         }

@@ -2,6 +2,7 @@
 
 pub mod envelope;
 pub mod keyring;
+pub mod strength;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};

@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::{
     audit,
     catalog::{self, Environment, Service},
+    idempotency::{self, Begun, Idempotency},
     json_schema, orgs,
     pagination::{Page, PageRequest},
     required_text,
@@ -255,7 +256,20 @@ pub async fn create(
     keyring: &Keyring,
     caller: Caller<'_>,
     new: NewAuthentication,
+    idempotency: Option<&Idempotency>,
 ) -> Result<Authentication> {
+    let claim = idempotency::claim(idempotency, caller, "authentication.create", || {
+        serde_json::json!({
+            "name": new.name,
+            "serviceId": new.service_id.map(|id| id.to_string()),
+            "environmentId": new.environment_id.to_string(),
+            "credentials": new.credentials,
+            "userData": new.user_data,
+            "scopes": new.scopes,
+            "hidden": new.hidden,
+            "customFields": new.custom_fields,
+        })
+    });
     let org_id = caller.org_id();
     let environment = catalog::environment(db, org_id, new.environment_id).await?;
     if new.service_id.is_some_and(|id| id != environment.service_id) {
@@ -282,7 +296,12 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let txn = db.begin().await?;
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            return idempotency::replayed(get(db, caller, AuthenticationId(id)).await, "authentication");
+        }
+    };
     let row = authentication::Entity::insert(row).exec_with_returning(&txn).await?;
     audit::record(&txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
     txn.commit().await?;

@@ -14,7 +14,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    audit, json_schema,
+    audit,
+    idempotency::{self, Begun, Idempotency},
+    json_schema,
     pagination::{Page, PageRequest},
     required_text,
 };
@@ -85,10 +87,15 @@ pub struct Service {
     pub version: i32,
     pub title: String,
     pub description: Option<String>,
-    pub icon: Option<String>,
+    /// Never empty: a custom service without its own icon shows [`DEFAULT_ICON`].
+    pub icon: String,
     /// Built-in services are shared by every organization and read-only.
     pub builtin: bool,
 }
+
+/// The icon of a custom service that has none: a grey tile with a link (an SVG, so it
+/// works offline like the built-in services' icons).
+pub const DEFAULT_ICON: &str = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHZpZXdCb3g9IjAgMCA2NCA2NCI+PHJlY3Qgd2lkdGg9IjY0IiBoZWlnaHQ9IjY0IiByeD0iMTQiIGZpbGw9IiM2QjcyODAiLz48ZyBmaWxsPSJub25lIiBzdHJva2U9IiNmZmYiIHN0cm9rZS13aWR0aD0iNSIgc3Ryb2tlLWxpbmVjYXA9InJvdW5kIj48Y2lyY2xlIGN4PSIyMyIgY3k9IjQxIiByPSI5Ii8+PGNpcmNsZSBjeD0iNDEiIGN5PSIyMyIgcj0iOSIvPjxwYXRoIGQ9Ik0yOSAzNWw2LTYiLz48L2c+PC9zdmc+";
 
 impl From<service::Model> for Service {
     fn from(row: service::Model) -> Self {
@@ -98,7 +105,7 @@ impl From<service::Model> for Service {
             version: row.version,
             title: row.title,
             description: row.description,
-            icon: row.icon,
+            icon: row.icon.unwrap_or_else(|| DEFAULT_ICON.to_owned()),
             builtin: row.org_id.is_none(),
         }
     }
@@ -168,7 +175,8 @@ struct CatalogService {
     version: i32,
     title: String,
     description: Option<String>,
-    icon: Option<String>,
+    /// Every built-in service ships its own icon, a `data:` URL so it needs no network.
+    icon: String,
     environments: Vec<CatalogEnvironment>,
 }
 
@@ -215,7 +223,7 @@ pub async fn load_builtin(db: &DatabaseConnection) -> anyhow::Result<usize> {
             version: Set(entry.version),
             title: Set(entry.title.clone()),
             description: Set(entry.description.clone()),
-            icon: Set(entry.icon.clone()),
+            icon: Set(Some(entry.icon.clone())),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -464,7 +472,21 @@ async fn own_environment(
     Ok(row)
 }
 
-pub async fn create_service(db: &DatabaseConnection, scope: &MasterScope, new: NewService) -> Result<Service> {
+pub async fn create_service(
+    db: &DatabaseConnection,
+    scope: &MasterScope,
+    new: NewService,
+    idempotency: Option<&Idempotency>,
+) -> Result<Service> {
+    let claim = idempotency::claim(idempotency, scope, "service.create", || {
+        serde_json::json!({
+            "name": new.name,
+            "version": new.version,
+            "title": new.title,
+            "description": new.description,
+            "icon": new.icon,
+        })
+    });
     let name = service_name(new.name.trim())?;
     let version = new.version.unwrap_or(1);
     if !(1..=1000).contains(&version) {
@@ -472,7 +494,11 @@ pub async fn create_service(db: &DatabaseConnection, scope: &MasterScope, new: N
     }
     let title = required_text("title", &new.title, 200)?;
     let icon = new.icon.as_deref().map(|icon| http_url("icon", icon)).transpose()?;
-    let txn = db.begin().await?;
+    let id = ServiceId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => return idempotency::replayed(service(db, scope.org_id(), ServiceId(id)).await, "service"),
+    };
     let taken = service::Entity::find()
         .filter(visible_to(scope.org_id(), service::Column::OrgId))
         .filter(service::Column::Name.eq(name.as_str()))
@@ -484,7 +510,7 @@ pub async fn create_service(db: &DatabaseConnection, scope: &MasterScope, new: N
     }
     let now = Utc::now();
     let row = service::Entity::insert(service::ActiveModel {
-        id: Set(ServiceId::generate().0),
+        id: Set(id.0),
         org_id: Set(Some(scope.org_id().0)),
         name: Set(name),
         version: Set(version),
@@ -584,9 +610,34 @@ pub async fn create_environment(
     scope: &MasterScope,
     service_id: ServiceId,
     new: NewEnvironment,
+    idempotency: Option<&Idempotency>,
 ) -> Result<Environment> {
+    let claim = idempotency::claim(idempotency, scope, "service_environment.create", || {
+        use secrecy::ExposeSecret;
+        serde_json::json!({
+            "serviceId": service_id.to_string(),
+            "title": new.title,
+            "authenticationType": new.authentication_type.as_str(),
+            "credentialsSchema": new.credentials_schema,
+            "userDataSchema": new.user_data_schema,
+            "scopes": new.scopes,
+            "oauthApp": new.oauth_app.as_ref().map(|app| serde_json::json!({
+                "clientId": app.client_id,
+                "clientSecret": app.client_secret.expose_secret(),
+                "authorizeUrl": app.authorize_url,
+                "tokenUrl": app.token_url,
+            })),
+        })
+    });
     let title = required_text("title", &new.title, 200)?;
-    let txn = db.begin().await?;
+    let id = EnvironmentId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            let environment = environment(db, scope.org_id(), EnvironmentId(id)).await;
+            return idempotency::replayed(environment, "service environment");
+        }
+    };
     let service = service(&txn, scope.org_id(), service_id).await?;
     let template = environments(&txn, scope.org_id(), service.id).await?.into_iter().next();
     let empty = serde_json::json!({});
@@ -604,7 +655,6 @@ pub async fn create_environment(
         Some(scopes) => scopes,
         None => template.map(|t| t.scopes).unwrap_or_default(),
     };
-    let id = EnvironmentId::generate();
     let now = Utc::now();
     let mut row = service_environment::ActiveModel {
         id: Set(id.0),
@@ -687,12 +737,37 @@ mod tests {
             assert!(ids.insert(service.id), "duplicate id {}", service.id);
             let production = service.environments.iter().filter(|e| e.title == DEFAULT_ENVIRONMENT).count();
             assert_eq!(production, 1, "{} has one Production environment", service.name);
+            assert!(service.icon.starts_with("data:image/svg+xml;base64,"), "{} ships an embedded icon", service.name);
             for environment in &service.environments {
                 assert!(ids.insert(environment.id), "duplicate id {}", environment.id);
             }
         }
         for name in ["slack", "salesforce", "zendesk", "aws-sqs", "netsuite", "airtable", "stripe", "github"] {
             assert!(catalog.services.iter().any(|s| s.name == name), "{name} is in the catalog");
+        }
+    }
+
+    /// A vendor format is enforced only where the vendor documents it as fixed, and the
+    /// catalog says where: every `pattern` and `format: uuid` sits beside a `$comment` with
+    /// the source's URL.
+    #[test]
+    fn every_format_rule_in_the_catalog_names_its_source() {
+        fn walk(service: &str, path: &str, schema: &Value) {
+            let Some(object) = schema.as_object() else { return };
+            if object.contains_key("pattern") || object.get("format").is_some_and(|f| f == "uuid") {
+                let comment = object.get("$comment").and_then(Value::as_str).unwrap_or_default();
+                assert!(comment.contains("https://"), "{service} {path}: a format rule without a source");
+            }
+            for (key, value) in object {
+                walk(service, &format!("{path}/{key}"), value);
+            }
+        }
+        let catalog = parse_catalog(BUILTIN_CATALOG).unwrap();
+        for service in &catalog.services {
+            for environment in &service.environments {
+                walk(&service.name, "credentialsSchema", &environment.credentials_schema);
+                walk(&service.name, "userDataSchema", &environment.user_data_schema);
+            }
         }
     }
 

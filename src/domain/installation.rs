@@ -8,9 +8,8 @@ use sea_orm::{
 };
 use secrecy::SecretString;
 
-use super::{audit, orgs};
+use super::orgs;
 use crate::{
-    auth::master_tokens,
     crypto::Keyring,
     error::{Error, Result},
 };
@@ -39,19 +38,21 @@ async fn insert_once(conn: &impl ConnectionTrait, key: &str, value: &str) -> Res
     Ok(inserted == 1)
 }
 
-/// On an empty database, creates the default organization and its first master token,
-/// all in one transaction; on any later start (or on a replica that lost the race) does
-/// nothing and returns `None`.
-pub async fn bootstrap(db: &DatabaseConnection) -> Result<Option<Bootstrap>> {
+/// Records the keyring's keys and, on an empty database, creates the default
+/// organization and its first master token, all in one transaction; on any later start
+/// (or on a replica that lost the race) only records keys it has not seen and returns
+/// `None`. Replicas starting together agree on one bootstrap: the first to insert the
+/// bootstrap row makes the others wait on it, and they find it there once it commits.
+pub async fn initialise(db: &DatabaseConnection, keyring: &Keyring) -> Result<Option<Bootstrap>> {
     let txn = db.begin().await?;
+    record_keyring(&txn, keyring).await?;
     if !insert_once(&txn, BOOTSTRAP_KEY, &Utc::now().to_rfc3339()).await? {
+        txn.commit().await?;
         return Ok(None);
     }
-    let org = orgs::create(&txn, DEFAULT_ORG_NAME).await?;
-    let (token, secret) = master_tokens::create(&txn, org.id, "initial").await?;
-    audit::record(&txn, org.id, audit::Actor::System, "master_token.created", Some(token.id.0)).await?;
+    let (org, master_token) = orgs::create_with_master_token(&txn, DEFAULT_ORG_NAME, "initial").await?;
     txn.commit().await?;
-    Ok(Some(Bootstrap { org, master_token: secret }))
+    Ok(Some(Bootstrap { org, master_token }))
 }
 
 /// Why the keyring cannot be used with this database.
@@ -70,6 +71,12 @@ pub enum KeyMismatch {
 /// key. On a fresh database the keyring's keys are simply recorded. A keyring that holds
 /// none of the database's keys is refused: it could not open what is stored.
 pub async fn verify_keyring(db: &DatabaseConnection, keyring: &Keyring) -> Result<(), KeyMismatch> {
+    check_keyring(db, keyring).await?;
+    Ok(record_keyring(db, keyring).await?)
+}
+
+/// [`verify_keyring`] without recording anything.
+pub async fn check_keyring(db: &DatabaseConnection, keyring: &Keyring) -> Result<(), KeyMismatch> {
     let known = server_state::Entity::find()
         .filter(server_state::Column::Key.starts_with(KEY_PREFIX))
         .all(db)
@@ -84,8 +91,12 @@ pub async fn verify_keyring(db: &DatabaseConnection, keyring: &Keyring) -> Resul
             known: known.iter().map(|row| row.key.trim_start_matches(KEY_PREFIX)).collect::<Vec<_>>().join(", "),
         });
     }
+    Ok(())
+}
+
+async fn record_keyring(conn: &impl ConnectionTrait, keyring: &Keyring) -> Result<()> {
     for key in keyring.keys() {
-        insert_once(db, &format!("{KEY_PREFIX}{}", key.id()), key.fingerprint()).await?;
+        insert_once(conn, &format!("{KEY_PREFIX}{}", key.id()), key.fingerprint()).await?;
     }
     Ok(())
 }

@@ -9,11 +9,12 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, TransactionTrait,
 };
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
     audit,
+    idempotency::{self, Begun, Idempotency},
+    json_text::JsonText,
     pagination::{Page, PageRequest},
     required_text,
     solutions::{self, Definition, Workflow},
@@ -47,7 +48,7 @@ pub struct Instance {
     /// The definition of the instance's own version.
     pub definition: Definition,
     pub auth_values: BTreeMap<String, AuthenticationId>,
-    pub config_values: BTreeMap<String, Value>,
+    pub config_values: BTreeMap<String, JsonText>,
     pub flags: VersionFlags,
 }
 
@@ -61,7 +62,7 @@ impl Instance {
 #[derive(Default)]
 pub struct Values {
     pub auth: Vec<(String, String)>,
-    pub config: Vec<(String, Option<Value>)>,
+    pub config: Vec<(String, Option<JsonText>)>,
 }
 
 pub struct NewInstance {
@@ -121,7 +122,7 @@ async fn merge_values(
     definition: &Definition,
     values: Values,
     auth: &mut BTreeMap<String, AuthenticationId>,
-    config: &mut BTreeMap<String, Value>,
+    config: &mut BTreeMap<String, JsonText>,
 ) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for (external_id, auth_id) in values.auth {
@@ -160,9 +161,9 @@ async fn merge_values(
                 definition.config_slots.iter().map(|s| s.external_id.as_str()).collect(),
             )
         })?;
-        match value.filter(|v| !v.is_null()) {
+        match value.filter(|v| !v.value().is_null()) {
             Some(value) => {
-                solutions::check_value(slot, &value)?;
+                solutions::check_value(slot, value.value())?;
                 config.insert(external_id, value);
             }
             None => {
@@ -174,7 +175,7 @@ async fn merge_values(
 }
 
 /// Slots with a default take it when they have no value.
-fn apply_defaults(definition: &Definition, config: &mut BTreeMap<String, Value>) {
+fn apply_defaults(definition: &Definition, config: &mut BTreeMap<String, JsonText>) {
     for slot in &definition.config_slots {
         if let Some(default) = &slot.default_value {
             config.entry(slot.external_id.clone()).or_insert_with(|| default.clone());
@@ -185,7 +186,7 @@ fn apply_defaults(definition: &Definition, config: &mut BTreeMap<String, Value>)
 fn missing_required(
     definition: &Definition,
     auth: &BTreeMap<String, AuthenticationId>,
-    config: &BTreeMap<String, Value>,
+    config: &BTreeMap<String, JsonText>,
 ) -> Vec<String> {
     let auth_missing = definition.auth_slots.iter().filter(|s| s.required && !auth.contains_key(&s.external_id));
     let config_missing = definition.config_slots.iter().filter(|s| s.required && !config.contains_key(&s.external_id));
@@ -197,7 +198,7 @@ async fn store_values(
     txn: &DatabaseTransaction,
     id: Uuid,
     auth: &BTreeMap<String, AuthenticationId>,
-    config: &BTreeMap<String, Value>,
+    config: &BTreeMap<String, JsonText>,
 ) -> Result<()> {
     instance_auth_value::Entity::delete_many().filter(instance_auth_value::Column::InstanceId.eq(id)).exec(txn).await?;
     instance_config_value::Entity::delete_many()
@@ -220,7 +221,8 @@ async fn store_values(
             instance_config_value::ActiveModel {
                 instance_id: Set(id),
                 external_id: Set(external_id.clone()),
-                value: Set(value.to_string()),
+                // The text as given, so a plain string goes back plain.
+                value: Set(value.text()),
             }
         }))
         .exec_without_returning(txn)
@@ -229,15 +231,33 @@ async fn store_values(
     Ok(())
 }
 
-pub async fn create(db: &DatabaseConnection, scope: &UserScope, new: NewInstance) -> Result<Instance> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &UserScope,
+    new: NewInstance,
+    idempotency: Option<&Idempotency>,
+) -> Result<Instance> {
+    let claim = idempotency::claim(idempotency, scope, "solution_instance.create", || {
+        serde_json::json!({
+            "solutionId": new.solution_id.to_string(),
+            "name": new.name,
+            "authValues": new.values.auth,
+            "configValues": new.values.config,
+        })
+    });
     let name = required_text("instanceName", &new.name, 256)?;
-    let txn = db.begin().await?;
+    let id = InstanceId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            return idempotency::replayed(get(db, Caller::User(scope), InstanceId(id)).await, "solution instance");
+        }
+    };
     let (solution, definition) = solutions::latest(&txn, scope.org_id(), new.solution_id).await?;
     let (mut auth, mut config) = (BTreeMap::new(), BTreeMap::new());
     merge_values(&txn, scope, &definition, new.values, &mut auth, &mut config).await?;
     apply_defaults(&definition, &mut config);
     let now = Utc::now();
-    let id = InstanceId::generate();
     solution_instance::Entity::insert(solution_instance::ActiveModel {
         id: Set(id.0),
         org_id: Set(scope.org_id().0),
@@ -266,15 +286,12 @@ async fn own_row(conn: &impl ConnectionTrait, scope: &UserScope, id: InstanceId)
         .ok_or(Error::NotFound("solution instance"))
 }
 
-async fn current_values(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-) -> Result<(BTreeMap<String, AuthenticationId>, BTreeMap<String, Value>)> {
+async fn current_values(conn: &impl ConnectionTrait, id: Uuid) -> Result<ValueMaps> {
     let mut page = load_values(conn, &[id]).await?;
     Ok(page.remove(&id).unwrap_or_default())
 }
 
-type ValueMaps = (BTreeMap<String, AuthenticationId>, BTreeMap<String, Value>);
+type ValueMaps = (BTreeMap<String, AuthenticationId>, BTreeMap<String, JsonText>);
 
 /// The values of many instances: two statements.
 async fn load_values(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMap<Uuid, ValueMaps>> {
@@ -291,7 +308,9 @@ async fn load_values(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMa
         .all(conn)
         .await?;
     for row in config {
-        let value = serde_json::from_str(&row.value).map_err(Error::internal)?;
+        let value = JsonText::parse(&row.value).map_err(|_| {
+            Error::internal(anyhow::anyhow!("instance {} has an unreadable config value", row.instance_id))
+        })?;
         values.entry(row.instance_id).or_default().1.insert(row.external_id, value);
     }
     Ok(values)
@@ -356,7 +375,7 @@ pub async fn upgrade(db: &DatabaseConnection, scope: &UserScope, id: InstanceId,
     let (mut auth, mut config) = current_values(&txn, row.id).await?;
     auth.retain(|external_id, _| definition.auth_slot(external_id).is_some());
     config.retain(|external_id, value| {
-        definition.config_slot(external_id).is_some_and(|slot| solutions::check_value(slot, value).is_ok())
+        definition.config_slot(external_id).is_some_and(|slot| solutions::check_value(slot, value.value()).is_ok())
     });
     merge_values(&txn, scope, &definition, values, &mut auth, &mut config).await?;
     apply_defaults(&definition, &mut config);

@@ -6,9 +6,11 @@
 pub mod audit;
 pub mod authentications;
 pub mod catalog;
+pub mod idempotency;
 pub mod installation;
 pub mod instances;
 pub mod json_schema;
+pub mod json_text;
 pub mod keys;
 pub mod orgs;
 pub mod pagination;

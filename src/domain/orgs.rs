@@ -1,10 +1,12 @@
 //! Organizations (tenants). Created by the operator through the command line.
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder, TransactionSession, TransactionTrait};
+use secrecy::SecretString;
 
-use super::{conflict_on_unique, required_text};
+use super::{audit, conflict_on_unique, required_text};
 use crate::{
+    auth::master_tokens,
     error::{Error, Result},
     ids::OrgId,
 };
@@ -42,6 +44,21 @@ pub async fn create(conn: &impl ConnectionTrait, name: &str) -> Result<Organizat
         .await
         .map_err(|err| conflict_on_unique(err, || format!("an organization named {name:?} already exists")))?;
     Ok(row.into())
+}
+
+/// An organization with its first master token and the token's audit event: all or
+/// nothing, in one transaction (or in the caller's, when `conn` already is one).
+pub async fn create_with_master_token(
+    conn: &impl TransactionTrait,
+    name: &str,
+    label: &str,
+) -> Result<(Organization, SecretString)> {
+    let txn = conn.begin().await?;
+    let org = create(&txn, name).await?;
+    let (token, secret) = master_tokens::create(&txn, org.id, label).await?;
+    audit::record(&txn, org.id, audit::Actor::System, "master_token.created", Some(token.id.0)).await?;
+    txn.commit().await?;
+    Ok((org, secret))
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: OrgId) -> Result<Organization> {

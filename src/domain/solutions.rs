@@ -1,6 +1,6 @@
 //! Solutions: packaged integrations an organization defines with the master token. A
-//! solution has an editable draft; publishing snapshots it as version N+1. End users see
-//! published versions only; the master token sees the draft.
+//! solution has an editable draft; publishing snapshots it as version N+1. Lists show what
+//! can be activated, published versions; the master token may ask for the drafts too.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use super::{
     audit, catalog,
+    idempotency::{self, Begun, Idempotency},
+    json_text::JsonText,
     pagination::{Page, PageRequest},
     required_text,
 };
@@ -66,9 +68,9 @@ pub struct ConfigSlot {
     pub external_id: String,
     pub title: String,
     pub value_type: ValueType,
-    pub default_value: Option<Value>,
+    pub default_value: Option<JsonText>,
     #[serde(default)]
-    pub choices: Vec<Value>,
+    pub choices: Vec<JsonText>,
     #[serde(default)]
     pub hidden: bool,
     #[serde(default)]
@@ -154,13 +156,19 @@ pub fn check_value(slot: &ConfigSlot, value: &Value) -> Result<()> {
         ValueType::Boolean => value.is_boolean(),
         ValueType::Object => value.is_object(),
         ValueType::Array => value.is_array(),
-        ValueType::Choice => slot.choices.contains(value),
+        ValueType::Choice => slot.choices.iter().any(|choice| choice.value() == value),
     };
     if fits {
         Ok(())
     } else if slot.value_type == ValueType::Choice {
-        let choices: Vec<String> = slot.choices.iter().map(Value::to_string).collect();
+        let choices: Vec<String> = slot.choices.iter().map(|choice| choice.value().to_string()).collect();
         Err(Error::bad_input(format!("config value of {:?} must be one of {}", slot.external_id, choices.join(", "))))
+    } else if slot.value_type == ValueType::String {
+        // Text that is JSON (`42`, `true`) is read as JSON; say how to send it as a string.
+        Err(Error::bad_input(format!(
+            "config value of {:?} must be a string; text such as 42 or true is read as JSON, send \"42\" (with quotes) for the string",
+            slot.external_id
+        )))
     } else {
         Err(Error::bad_input(
             format!("config value of {:?} must be a JSON {:?}", slot.external_id, slot.value_type).to_lowercase(),
@@ -215,7 +223,7 @@ async fn check_definition(conn: &impl ConnectionTrait, org_id: OrgId, definition
             return Err(Error::bad_input(format!("config slot {:?} of type choice needs choices", slot.external_id)));
         }
         if let Some(default) = &slot.default_value {
-            check_value(slot, default)?;
+            check_value(slot, default.value())?;
         }
     }
     let mut names = HashSet::new();
@@ -256,7 +264,31 @@ fn master_view(row: solution::Model) -> Result<Solution> {
     })
 }
 
-pub async fn create(db: &DatabaseConnection, scope: &MasterScope, input: SolutionInput) -> Result<Solution> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &MasterScope,
+    input: SolutionInput,
+    idempotency: Option<&Idempotency>,
+) -> Result<Solution> {
+    let claim = idempotency::claim(idempotency, scope, "solution.create", || {
+        serde_json::json!({
+            "title": input.title,
+            "description": input.description,
+            "tags": input.tags,
+            "customFields": input.custom_fields,
+            "authSlots": input.auth_slots,
+            "configSlots": input.config_slots,
+            "workflows": input.workflow_names,
+        })
+    });
+    let id = SolutionId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            let row = own_row(db, scope.org_id(), SolutionId(id)).await;
+            return idempotency::replayed(row, "solution").and_then(master_view);
+        }
+    };
     let definition = Definition {
         title: input.title.trim().to_owned(),
         description: input.description,
@@ -266,11 +298,10 @@ pub async fn create(db: &DatabaseConnection, scope: &MasterScope, input: Solutio
         config_slots: input.config_slots,
         workflows: workflows(input.workflow_names, &[]),
     };
-    let txn = db.begin().await?;
     check_definition(&txn, scope.org_id(), &definition).await?;
     let now = Utc::now();
     let row = solution::Entity::insert(solution::ActiveModel {
-        id: Set(SolutionId::generate().0),
+        id: Set(id.0),
         org_id: Set(scope.org_id().0),
         draft: Set(serde_json::to_string(&definition).map_err(Error::internal)?),
         draft_tags: Set(tags_column(&definition.tags)),
@@ -381,55 +412,50 @@ pub async fn versions(conn: &impl ConnectionTrait, keys: &[(Uuid, i32)]) -> Resu
     rows.into_iter().map(|row| Ok(((row.solution_id, row.version), parse_definition(&row.definition)?))).collect()
 }
 
-/// Solutions as the caller sees them: the master token every one with its draft, an end
-/// user the published ones at their latest version. Two statements a page.
+/// Solutions as a list shows them: what can be activated, the published ones at their
+/// latest version; with `include_drafts` (master token only) every one, as drafted. Two
+/// statements a page.
 pub async fn list(
     conn: &impl ConnectionTrait,
     caller: Caller<'_>,
     tags: &[String],
+    include_drafts: bool,
     page: &PageRequest,
 ) -> Result<Page<Solution>> {
+    if include_drafts && matches!(caller, Caller::User(_)) {
+        return Err(Error::Forbidden("only the master token may list drafts"));
+    }
     let mut select = solution::Entity::find().filter(solution::Column::OrgId.eq(caller.org_id().0));
-    let tag_column = match caller {
-        Caller::Master(_) => solution::Column::DraftTags,
-        Caller::User(_) => {
-            select = select.filter(solution::Column::LatestVersion.gt(0));
-            solution::Column::PublishedTags
-        }
+    let tag_column = if include_drafts {
+        solution::Column::DraftTags
+    } else {
+        select = select.filter(solution::Column::LatestVersion.gt(0));
+        solution::Column::PublishedTags
     };
     for tag in tags {
         select = select.filter(tag_column.contains(format!("|{tag}|")));
     }
     let page = page.fetch(conn, select, solution::Column::Id, |row| row.id).await?;
-    resolve(conn, caller, page).await
+    resolve(conn, include_drafts, page).await
 }
 
-async fn resolve(
-    conn: &impl ConnectionTrait,
-    caller: Caller<'_>,
-    mut page: Page<solution::Model>,
-) -> Result<Page<Solution>> {
+async fn resolve(conn: &impl ConnectionTrait, drafts: bool, mut page: Page<solution::Model>) -> Result<Page<Solution>> {
     let rows = std::mem::take(&mut page.items);
-    let items = match caller {
-        Caller::Master(_) => rows.into_iter().map(master_view).collect::<Result<Vec<_>>>()?,
-        Caller::User(_) => {
-            let keys: Vec<_> = rows.iter().map(|row| (row.id, row.latest_version)).collect();
-            let mut definitions = versions(conn, &keys).await?;
-            rows.into_iter()
-                .map(|row| {
-                    let definition = definitions
-                        .remove(&(row.id, row.latest_version))
-                        .ok_or_else(|| Error::internal(anyhow::anyhow!("solution {} lost a version", row.id)))?;
-                    Ok(Solution {
-                        id: SolutionId(row.id),
-                        definition,
-                        version: row.latest_version,
-                        created_at: row.created_at,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
-        }
-    };
+    if drafts {
+        let items = rows.into_iter().map(master_view).collect::<Result<Vec<_>>>()?;
+        return Ok(page.with_items(items));
+    }
+    let keys: Vec<_> = rows.iter().map(|row| (row.id, row.latest_version)).collect();
+    let mut definitions = versions(conn, &keys).await?;
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let definition = definitions
+                .remove(&(row.id, row.latest_version))
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("solution {} lost a version", row.id)))?;
+            Ok(Solution { id: SolutionId(row.id), definition, version: row.latest_version, created_at: row.created_at })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(page.with_items(items))
 }
 
@@ -466,7 +492,7 @@ mod tests {
 
     use super::*;
 
-    fn slot(value_type: ValueType, choices: Vec<Value>) -> ConfigSlot {
+    fn slot(value_type: ValueType, choices: Vec<JsonText>) -> ConfigSlot {
         ConfigSlot {
             external_id: "s".into(),
             title: "S".into(),
@@ -491,8 +517,9 @@ mod tests {
             assert!(check_value(&slot(value_type, vec![]), &good).is_ok(), "{value_type:?} {good}");
             assert!(check_value(&slot(value_type, vec![]), &bad).is_err(), "{value_type:?} {bad}");
         }
-        let choice = slot(ValueType::Choice, vec![json!("eu"), json!("us")]);
+        let choice = slot(ValueType::Choice, vec![json!("eu").into(), JsonText::parse("us").unwrap()]);
         assert!(check_value(&choice, &json!("eu")).is_ok());
+        assert!(check_value(&choice, &json!("us")).is_ok());
         assert!(check_value(&choice, &json!("EU")).is_err());
     }
 

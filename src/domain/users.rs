@@ -9,10 +9,12 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 use secrecy::SecretString;
+use serde_json::json;
 
 use super::{
     audit::{self, Actor},
     conflict_on_unique,
+    idempotency::{self, Begun, Idempotency},
     pagination::{Page, PageRequest},
     required_text,
 };
@@ -86,12 +88,28 @@ pub async fn me(conn: &impl ConnectionTrait, scope: &UserScope) -> Result<Extern
     get(conn, scope.org_id(), scope.user_id()).await
 }
 
-pub async fn create(db: &DatabaseConnection, scope: &MasterScope, new: NewUser) -> Result<ExternalUser> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &MasterScope,
+    new: NewUser,
+    idempotency: Option<&Idempotency>,
+) -> Result<ExternalUser> {
+    let claim = idempotency::claim(
+        idempotency,
+        scope,
+        "external_user.create",
+        || json!({"name": new.name, "externalUserId": new.external_user_id, "isTestUser": new.is_test_user}),
+    );
     let name = required_text("name", &new.name, MAX_NAME)?;
     let external_user_id = required_text("externalUserId", &new.external_user_id, MAX_EXTERNAL_ID)?;
+    let id = UserId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => return idempotency::replayed(get(db, scope.org_id(), UserId(id)).await, "user"),
+    };
     let now = Utc::now();
     let row = external_user::ActiveModel {
-        id: Set(UserId::generate().0),
+        id: Set(id.0),
         org_id: Set(scope.org_id().0),
         external_user_id: Set(external_user_id.clone()),
         name: Set(name),
@@ -100,7 +118,6 @@ pub async fn create(db: &DatabaseConnection, scope: &MasterScope, new: NewUser) 
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let txn = db.begin().await?;
     let row = external_user::Entity::insert(row).exec_with_returning(&txn).await.map_err(|err| {
         conflict_on_unique(err, || format!("a user with externalUserId {external_user_id:?} already exists"))
     })?;

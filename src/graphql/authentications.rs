@@ -9,7 +9,7 @@ use super::{
     connection::{AuthenticationConnectionName, AuthenticationEdgeName, NamedConnection, from_page},
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::{DateTime, Json},
     services,
 };
@@ -24,8 +24,8 @@ use crate::{
 pub struct Authentication {
     pub id: ID,
     pub name: String,
-    /// Non-secret metadata given at import (a JSON object).
-    pub custom_fields: Json,
+    /// Non-secret metadata given at import (a JSON object); never `null` in latchkey.
+    pub custom_fields: Option<Json>,
     pub service: Service,
     pub service_environment: ServiceEnvironment,
     pub scopes: Vec<String>,
@@ -41,7 +41,7 @@ impl From<authentications::Authentication> for Authentication {
         Self {
             id: ID(authentication.id.to_string()),
             name: authentication.name,
-            custom_fields: Json(authentication.custom_fields),
+            custom_fields: Some(Json::from(authentication.custom_fields)),
             service: authentication.service.into(),
             service_environment: authentication.environment.into(),
             scopes: authentication.scopes,
@@ -77,8 +77,8 @@ pub struct AuthenticationCredentials {
 #[derive(InputObject)]
 pub struct CreateUserAuthenticationInput {
     pub name: String,
-    pub service_id: ID,
-    pub service_environment_id: ID,
+    pub service_id: String,
+    pub service_environment_id: String,
     /// The credentials (tokens, keys, secrets), checked against the environment's `credentialsSchema`.
     #[graphql(secret)]
     pub data: Json,
@@ -94,7 +94,7 @@ pub struct CreateUserAuthenticationInput {
 
 #[derive(SimpleObject)]
 pub struct CreateUserAuthenticationPayload {
-    pub authentication_id: ID,
+    pub authentication_id: String,
     pub client_mutation_id: Option<String>,
 }
 
@@ -119,12 +119,12 @@ pub struct UpdateUserAuthenticationPayload {
 }
 
 #[derive(InputObject)]
-pub struct RemoveAuthenticationInput {
+pub struct RemoveUserAuthenticationInput {
     pub authentication_id: ID,
     pub client_mutation_id: Option<String>,
 }
 
-client_mutation_id_payload!(RemoveAuthenticationPayload);
+client_mutation_id_payload!(RemoveUserAuthenticationPayload);
 
 #[derive(Default)]
 pub struct ViewerAuthentications;
@@ -177,8 +177,8 @@ impl AuthenticationsQuery {
                 .await?;
         Ok(AuthenticationCredentials {
             authentication_id: ID(full.authentication.id.to_string()),
-            data: Json(full.credentials.expose().clone()),
-            form_data: Json(full.user_data.expose().clone()),
+            data: Json::from(full.credentials.expose().clone()),
+            form_data: Json::from(full.user_data.expose().clone()),
         })
     }
 }
@@ -201,15 +201,15 @@ impl AuthenticationsMutation {
             name: input.name,
             service_id: Some(ServiceId::parse(&input.service_id)?),
             environment_id: EnvironmentId::parse(&input.service_environment_id)?,
-            credentials: input.data.0,
-            user_data: input.form_data.map(|json| json.0),
+            credentials: input.data.into_value(),
+            user_data: input.form_data.map(Json::into_value),
             scopes: input.scopes,
             hidden: input.hidden,
-            custom_fields: input.custom_fields.map(|json| json.0),
+            custom_fields: input.custom_fields.map(Json::into_value),
         };
-        let created = authentications::create(db(ctx), &services(ctx).keyring(), caller, new).await?;
+        let created = authentications::create(db(ctx), &services(ctx).keyring(), caller, new, idempotency(ctx)).await?;
         Ok(CreateUserAuthenticationPayload {
-            authentication_id: ID(created.id.to_string()),
+            authentication_id: created.id.to_string(),
             client_mutation_id: input.client_mutation_id,
         })
     }
@@ -224,10 +224,10 @@ impl AuthenticationsMutation {
         let caller = principal(ctx).caller()?;
         let replacement = Replacement {
             name: input.name,
-            credentials: input.data.0,
-            user_data: input.form_data.map(|json| json.0),
+            credentials: input.data.into_value(),
+            user_data: input.form_data.map(Json::into_value),
             scopes: input.scopes,
-            custom_fields: input.custom_fields.map(|json| json.0),
+            custom_fields: input.custom_fields.map(Json::into_value),
         };
         let id = AuthenticationId::parse(&input.authentication_id)?;
         let updated = authentications::replace(db(ctx), &services(ctx).keyring(), caller, id, replacement).await?;
@@ -242,10 +242,10 @@ impl AuthenticationsMutation {
     async fn remove_authentication(
         &self,
         ctx: &Context<'_>,
-        input: RemoveAuthenticationInput,
-    ) -> Result<RemoveAuthenticationPayload> {
+        input: RemoveUserAuthenticationInput,
+    ) -> Result<RemoveUserAuthenticationPayload> {
         let caller = principal(ctx).caller()?;
         authentications::remove(db(ctx), caller, AuthenticationId::parse(&input.authentication_id)?).await?;
-        Ok(RemoveAuthenticationPayload { client_mutation_id: input.client_mutation_id })
+        Ok(RemoveUserAuthenticationPayload { client_mutation_id: input.client_mutation_id })
     }
 }

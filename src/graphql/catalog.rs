@@ -8,7 +8,7 @@ use super::{
     connection::{NamedConnection, ServiceConnectionName, ServiceEdgeName, from_page},
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::Json,
     services,
 };
@@ -44,7 +44,8 @@ pub struct Service {
     /// The service version, as a string.
     pub version: String,
     pub title: String,
-    pub icon: Option<String>,
+    /// An image URL (a `data:` URL for built-in services); custom services without one get a default.
+    pub icon: String,
     pub description: Option<String>,
     /// Whether the service ships with latchkey (read-only) rather than being the organization's own.
     pub builtin: bool,
@@ -83,6 +84,9 @@ pub struct OAuthApp {
 #[derive(SimpleObject)]
 pub struct ServiceEnvironment {
     pub id: ID,
+    /// The same as `title`.
+    #[graphql(deprecation = "Use `title`.")]
+    pub name: String,
     pub title: String,
     pub service_id: ID,
     pub authentication_type: AuthenticationType,
@@ -99,11 +103,12 @@ impl From<catalog::Environment> for ServiceEnvironment {
     fn from(environment: catalog::Environment) -> Self {
         Self {
             id: ID(environment.id.to_string()),
+            name: environment.title.clone(),
             title: environment.title,
             service_id: ID(environment.service_id.to_string()),
             authentication_type: environment.authentication_type.into(),
-            credentials_schema: Json(environment.credentials_schema),
-            user_data_schema: Json(environment.user_data_schema),
+            credentials_schema: Json::from(environment.credentials_schema),
+            user_data_schema: Json::from(environment.user_data_schema),
             scopes: environment
                 .scopes
                 .into_iter()
@@ -234,6 +239,24 @@ macro_rules! environment_payload {
 environment_payload!(CreateServiceEnvironmentPayload);
 environment_payload!(UpdateServiceEnvironmentPayload);
 
+/// A call of a connector operation, as published. latchkey holds credentials and runs no
+/// connectors, so `callConnector` refuses every call with `NOT_SUPPORTED`.
+#[derive(InputObject)]
+pub struct ConnectorCallInput {
+    pub connector: String,
+    pub version: String,
+    pub operation: String,
+    pub auth_id: Option<String>,
+    pub input: Json,
+    pub client_mutation_id: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct ConnectorCallPayload {
+    pub output: Json,
+    pub client_mutation_id: Option<String>,
+}
+
 client_mutation_id_payload!(RemoveServicePayload);
 client_mutation_id_payload!(RemoveServiceEnvironmentPayload);
 
@@ -278,6 +301,18 @@ pub struct CatalogMutation;
 
 #[Object]
 impl CatalogMutation {
+    /// Not supported: latchkey runs no connectors. Always answers `NOT_SUPPORTED`.
+    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
+    async fn call_connector(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "input", secret)] _input: ConnectorCallInput,
+    ) -> Result<ConnectorCallPayload> {
+        principal(ctx).caller()?;
+        Err(Error::NotSupported("callConnector is not supported: latchkey stores credentials and runs no connectors")
+            .into())
+    }
+
     /// (ext) Adds a custom service for a system no built-in service covers.
     #[graphql(guard = "Access::Master", directive = access::apply(Token::Master))]
     async fn create_service(&self, ctx: &Context<'_>, input: CreateServiceInput) -> Result<CreateServicePayload> {
@@ -289,7 +324,7 @@ impl CatalogMutation {
             description: input.description,
             icon: input.icon,
         };
-        let service = catalog::create_service(db(ctx), scope, new).await?;
+        let service = catalog::create_service(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateServicePayload { service: service.into(), client_mutation_id: input.client_mutation_id })
     }
 
@@ -321,14 +356,15 @@ impl CatalogMutation {
         let new = catalog::NewEnvironment {
             title: input.title,
             authentication_type: input.authentication_type.into(),
-            credentials_schema: input.credentials_schema.map(|json| json.0),
-            user_data_schema: input.user_data_schema.map(|json| json.0),
+            credentials_schema: input.credentials_schema.map(Json::into_value),
+            user_data_schema: input.user_data_schema.map(Json::into_value),
             scopes: domain_scopes(input.scopes),
             oauth_app: input.oauth_app.map(Into::into),
         };
         let service_id = ServiceId::parse(&input.service_id)?;
         let environment =
-            catalog::create_environment(db(ctx), &services(ctx).keyring(), scope, service_id, new).await?;
+            catalog::create_environment(db(ctx), &services(ctx).keyring(), scope, service_id, new, idempotency(ctx))
+                .await?;
         Ok(CreateServiceEnvironmentPayload {
             service_environment: environment.into(),
             client_mutation_id: input.client_mutation_id,
@@ -345,8 +381,8 @@ impl CatalogMutation {
         let scope = principal(ctx).master()?;
         let patch = catalog::EnvironmentPatch {
             title: input.title,
-            credentials_schema: input.credentials_schema.map(|json| json.0),
-            user_data_schema: input.user_data_schema.map(|json| json.0),
+            credentials_schema: input.credentials_schema.map(Json::into_value),
+            user_data_schema: input.user_data_schema.map(Json::into_value),
             scopes: domain_scopes(input.scopes),
             oauth_app: input.oauth_app.map(Into::into),
         };

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod connection;
 pub mod document;
 pub mod guard;
+pub mod node;
 pub mod scalars;
 pub mod solutions;
 pub mod users;
@@ -32,7 +33,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{Principal, UserTokens},
     crypto::{Keyring, KeyringHandle},
-    domain::pagination::PageRequest,
+    domain::{idempotency::Idempotency, pagination::PageRequest},
     error::Error,
 };
 
@@ -103,6 +104,8 @@ impl Default for Limits {
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .register_output_type::<node::Node>()
+        .register_output_type::<node::User>()
 }
 
 pub fn build_schema(services: Services, limits: &Limits) -> LatchkeySchema {
@@ -136,6 +139,12 @@ pub fn principal<'a>(ctx: &Context<'a>) -> &'a Principal {
 
 pub fn services<'a>(ctx: &Context<'a>) -> &'a Services {
     ctx.data_unchecked::<Services>()
+}
+
+/// The request's idempotency key, for the create mutations (set by the HTTP layer from
+/// the `Idempotency-Key` header).
+pub fn idempotency<'a>(ctx: &Context<'a>) -> Option<&'a Idempotency> {
+    ctx.data_opt::<Idempotency>()
 }
 
 pub fn db<'a>(ctx: &Context<'a>) -> &'a DatabaseConnection {

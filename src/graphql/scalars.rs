@@ -1,29 +1,46 @@
-//! The contract's scalars: `Json` travels as a string holding JSON text (a JSON literal is
-//! accepted as input too); `DateTime` is RFC 3339 in UTC with milliseconds and a `Z`.
+//! The contract's scalars: `Json` travels as a string holding JSON text or a plain string
+//! (see [`JsonText`]; a JSON literal is accepted as input too); `DateTime` is RFC 3339 in
+//! UTC with milliseconds and a `Z`.
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::{SecondsFormat, Utc};
 
-/// Arbitrary JSON. On the wire a string of JSON text, e.g. `"{\"api_key\":\"x\"}"`.
+use crate::domain::json_text::JsonText;
+
+/// Arbitrary JSON. On the wire a string of JSON text, e.g. `"{\"api_key\":\"x\"}"`, or a
+/// plain string that is not JSON text, which goes back exactly as it came.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Json(pub serde_json::Value);
+pub struct Json(pub JsonText);
+
+impl Json {
+    pub fn into_value(self) -> serde_json::Value {
+        self.0.into_value()
+    }
+}
+
+impl From<serde_json::Value> for Json {
+    fn from(value: serde_json::Value) -> Self {
+        Json(value.into())
+    }
+}
 
 #[Scalar(name = "Json")]
 impl ScalarType for Json {
     fn parse(value: Value) -> InputValueResult<Self> {
         match value {
-            Value::String(text) => serde_json::from_str(&text)
-                .map(Json)
-                .map_err(|err| InputValueError::custom(format!("a Json string must hold JSON text: {err}"))),
-            Value::Null => Ok(Json(serde_json::Value::Null)),
-            other => {
-                other.into_json().map(Json).map_err(|err| InputValueError::custom(format!("not a JSON value: {err}")))
+            Value::String(text) => {
+                JsonText::parse(&text).map(Json).map_err(|err| InputValueError::custom(err.to_string()))
             }
+            Value::Null => Ok(Json::from(serde_json::Value::Null)),
+            other => other
+                .into_json()
+                .map(Json::from)
+                .map_err(|err| InputValueError::custom(format!("not a JSON value: {err}"))),
         }
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_string())
+        Value::String(self.0.text())
     }
 }
 
@@ -59,6 +76,8 @@ mod tests {
         assert_eq!(from_string, from_literal);
         assert_eq!(from_string.to_value(), Value::String(r#"{"api_key":"x"}"#.into()));
         assert!(<Json as ScalarType>::parse(Value::String("{not json".into())).is_err());
+        let plain = <Json as ScalarType>::parse(Value::String("support@example.com".into())).unwrap();
+        assert_eq!(plain.to_value(), Value::String("support@example.com".into()));
     }
 
     #[test]

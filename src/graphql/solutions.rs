@@ -15,7 +15,7 @@ use super::{
     },
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::{DateTime, Json},
 };
 use crate::{
@@ -64,7 +64,8 @@ pub struct ConfigSlot {
     pub external_id: String,
     pub title: String,
     pub value_type: ConfigValueType,
-    pub default_value: Option<Json>,
+    /// The JSON text `null` when the slot has no default.
+    pub default_value: Json,
     pub choices: Vec<Json>,
     pub hidden: bool,
     pub required: bool,
@@ -88,8 +89,8 @@ pub struct Solution {
     pub auth_slots: Vec<AuthSlot>,
     /// (ext)
     pub workflows: Vec<SolutionWorkflow>,
-    /// (ext) The published version shown (the latest; 0 before the first publish). The
-    /// master token sees the draft.
+    /// (ext) The latest published version (0 before the first publish). Lists show that
+    /// version; the master token's mutations and `includeDrafts` show the draft.
     pub version: i32,
 }
 
@@ -111,7 +112,7 @@ fn solution(id: SolutionId, definition: solutions::Definition, version: i32) -> 
                 external_id: slot.external_id,
                 title: slot.title,
                 value_type: slot.value_type.into(),
-                default_value: slot.default_value.map(Json),
+                default_value: slot.default_value.map_or_else(|| Json::from(serde_json::Value::Null), Json),
                 choices: slot.choices.into_iter().map(Json).collect(),
                 hidden: slot.hidden,
                 required: slot.required,
@@ -150,19 +151,20 @@ pub type SolutionConnection = NamedConnection<Solution, SolutionConnectionName, 
 #[derive(SimpleObject)]
 pub struct AuthSlotValue {
     pub external_id: String,
-    pub auth_id: ID,
+    pub auth_id: String,
 }
 
 #[derive(SimpleObject)]
 pub struct ConfigSlotValue {
     pub external_id: String,
-    pub value: Json,
+    /// Never `null` in latchkey (a cleared value is no entry); nullable as published.
+    pub value: Option<Json>,
 }
 
 #[derive(SimpleObject)]
 pub struct WorkflowInstance {
     pub id: ID,
-    pub source_workflow_id: ID,
+    pub source_workflow_id: String,
     pub source_workflow_name: String,
     /// Set once the workflow has a trigger URL; `null` until then.
     pub trigger_url: Option<String>,
@@ -172,7 +174,7 @@ pub type WorkflowInstanceConnection =
     NamedConnection<WorkflowInstance, WorkflowInstanceConnectionName, WorkflowInstanceEdgeName>;
 
 #[derive(SimpleObject)]
-pub struct SolutionVersionFlags {
+pub struct SolutionInstanceSolutionVersionFlags {
     pub has_newer_version: bool,
     pub requires_user_input_to_update_version: bool,
     pub requires_system_input_to_update_version: bool,
@@ -185,7 +187,7 @@ pub struct SolutionInstance {
     pub enabled: bool,
     pub created: DateTime,
     /// The owning end user's id.
-    pub owner: ID,
+    pub owner: String,
     /// The solution as of this instance's version.
     pub solution: Solution,
     /// (ext) The published version the instance was made from or upgraded to.
@@ -193,7 +195,7 @@ pub struct SolutionInstance {
     pub auth_values: Vec<AuthSlotValue>,
     pub config_values: Vec<ConfigSlotValue>,
     pub workflows: WorkflowInstanceConnection,
-    pub solution_version_flags: SolutionVersionFlags,
+    pub solution_version_flags: SolutionInstanceSolutionVersionFlags,
 }
 
 /// A workflow instance's id: stable, derived from the instance and the workflow.
@@ -214,7 +216,7 @@ impl From<instances::Instance> for SolutionInstance {
                 let id = workflow_instance_id(instance.id.0, w.id);
                 let node = WorkflowInstance {
                     id: ID(id.to_string()),
-                    source_workflow_id: ID(w.id.to_string()),
+                    source_workflow_id: w.id.to_string(),
                     source_workflow_name: w.name.clone(),
                     trigger_url: None,
                 };
@@ -226,21 +228,21 @@ impl From<instances::Instance> for SolutionInstance {
             name: instance.name,
             enabled: instance.enabled,
             created: DateTime(instance.created_at),
-            owner: ID(instance.owner.to_string()),
+            owner: instance.owner.to_string(),
             solution: solution(instance.solution_id, instance.definition, instance.version),
             solution_version: instance.version,
             auth_values: instance
                 .auth_values
                 .into_iter()
-                .map(|(external_id, id)| AuthSlotValue { external_id, auth_id: ID(id.to_string()) })
+                .map(|(external_id, id)| AuthSlotValue { external_id, auth_id: id.to_string() })
                 .collect(),
             config_values: instance
                 .config_values
                 .into_iter()
-                .map(|(external_id, value)| ConfigSlotValue { external_id, value: Json(value) })
+                .map(|(external_id, value)| ConfigSlotValue { external_id, value: Some(Json(value)) })
                 .collect(),
             workflows,
-            solution_version_flags: SolutionVersionFlags {
+            solution_version_flags: SolutionInstanceSolutionVersionFlags {
                 has_newer_version: instance.flags.has_newer_version,
                 requires_user_input_to_update_version: instance.flags.requires_user_input,
                 requires_system_input_to_update_version: instance.flags.requires_system_input,
@@ -269,22 +271,24 @@ pub type SolutionInstanceConnection = Connection<
 pub struct SolutionSearchCriteria {
     /// Solutions carrying every one of these tags.
     pub tags: Option<Vec<String>>,
+    /// (ext) Master token only: list unpublished drafts too, every solution as drafted.
+    pub include_drafts: Option<bool>,
 }
 
 #[derive(InputObject, Default)]
 pub struct SolutionInstanceSearchCriteria {
-    pub id: Option<ID>,
+    pub id: Option<String>,
     pub ids: Option<Vec<ID>>,
     pub name: Option<String>,
     /// Master token only: the owning end user.
-    pub owner: Option<ID>,
-    pub solution_id: Option<ID>,
+    pub owner: Option<String>,
+    pub solution_id: Option<String>,
 }
 
 #[derive(InputObject)]
 pub struct AuthValue {
     pub external_id: String,
-    pub auth_id: ID,
+    pub auth_id: String,
 }
 
 #[derive(InputObject)]
@@ -296,7 +300,7 @@ pub struct ConfigValue {
 
 fn values(auth: Option<Vec<AuthValue>>, config: Option<Vec<ConfigValue>>) -> Values {
     Values {
-        auth: auth.unwrap_or_default().into_iter().map(|v| (v.external_id, v.auth_id.0)).collect(),
+        auth: auth.unwrap_or_default().into_iter().map(|v| (v.external_id, v.auth_id)).collect(),
         config: config.unwrap_or_default().into_iter().map(|v| (v.external_id, v.value.map(|json| json.0))).collect(),
     }
 }
@@ -406,7 +410,7 @@ fn config_slots(slots: Vec<ConfigSlotInput>) -> Vec<solutions::ConfigSlot> {
             external_id: slot.external_id,
             title: slot.title,
             value_type: slot.value_type.into(),
-            default_value: slot.default_value.map(|json| json.0).filter(|v| !v.is_null()),
+            default_value: slot.default_value.map(|json| json.0).filter(|v| !v.value().is_null()),
             choices: slot.choices.unwrap_or_default().into_iter().map(|json| json.0).collect(),
             hidden: slot.hidden.unwrap_or(false),
             required: slot.required.unwrap_or(false),
@@ -481,7 +485,8 @@ pub struct ViewerSolutions;
 
 #[Object]
 impl ViewerSolutions {
-    /// End users see published solutions; the master token sees every one, as drafted.
+    /// What can be activated: published solutions at their latest version. The master token
+    /// sees drafts with `criteria.includeDrafts`.
     #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser), complexity = "crate::graphql::connection::page_complexity(first, last, child_complexity)")]
     async fn solutions(
         &self,
@@ -493,8 +498,9 @@ impl ViewerSolutions {
         before: Option<String>,
     ) -> Result<SolutionConnection> {
         let caller = principal(ctx).caller()?;
-        let tags = criteria.unwrap_or_default().tags.unwrap_or_default();
-        let page = solutions::list(db(ctx), caller, &tags, &page_request(first, after, last, before)?).await?;
+        let criteria = criteria.unwrap_or_default();
+        let (tags, drafts) = (criteria.tags.unwrap_or_default(), criteria.include_drafts.unwrap_or(false));
+        let page = solutions::list(db(ctx), caller, &tags, drafts, &page_request(first, after, last, before)?).await?;
         Ok(from_page(page, |s| s.id.0, Solution::from))
     }
 
@@ -513,14 +519,14 @@ impl ViewerSolutions {
         let page = page_request(first, after, last, before)?;
         let criteria = criteria.unwrap_or_default();
         let criteria = instances::Criteria {
-            id: criteria.id.as_deref().map(|id| InstanceId::parse(id)).transpose()?,
+            id: criteria.id.as_deref().map(InstanceId::parse).transpose()?,
             ids: criteria
                 .ids
                 .map(|ids| ids.iter().map(|id| InstanceId::parse(id)).collect::<Result<Vec<_>, _>>())
                 .transpose()?,
             name: criteria.name,
-            owner: criteria.owner.as_deref().map(|id| UserId::parse(id)).transpose()?,
-            solution_id: criteria.solution_id.as_deref().map(|id| SolutionId::parse(id)).transpose()?,
+            owner: criteria.owner.as_deref().map(UserId::parse).transpose()?,
+            solution_id: criteria.solution_id.as_deref().map(SolutionId::parse).transpose()?,
         };
         let (page, total) = instances::list(db(ctx), caller, criteria, &page).await?;
         Ok(instance_connection(page, total))
@@ -557,7 +563,7 @@ impl SolutionsMutation {
             name: input.instance_name,
             values: values(input.auth_values, input.config_values),
         };
-        let instance = instances::create(db(ctx), scope, new).await?;
+        let instance = instances::create(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateSolutionInstancePayload {
             solution_instance: instance.into(),
             client_mutation_id: input.client_mutation_id,
@@ -626,7 +632,7 @@ impl SolutionsMutation {
             config_slots: config_slots(input.config_slots.unwrap_or_default()),
             workflow_names: workflow_names(input.workflows.unwrap_or_default()),
         };
-        let created = solutions::create(db(ctx), scope, new).await?;
+        let created = solutions::create(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateSolutionPayload { solution: created.into(), client_mutation_id: input.client_mutation_id })
     }
 

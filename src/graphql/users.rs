@@ -8,7 +8,7 @@ use super::{
     connection::{NamedConnection, UserConnectionName, UserEdgeName, from_page},
     db,
     guard::{Token, access},
-    page_request, principal,
+    idempotency, page_request, principal,
     scalars::DateTime,
     services,
 };
@@ -24,7 +24,8 @@ use crate::{
 pub struct ExternalUser {
     pub id: ID,
     pub name: String,
-    pub external_user_id: String,
+    /// Never `null` in latchkey; nullable as published.
+    pub external_user_id: Option<String>,
     pub is_test_user: bool,
     /// When the user was created (ext).
     pub created: DateTime,
@@ -35,7 +36,7 @@ impl From<users::ExternalUser> for ExternalUser {
         Self {
             id: ID(user.id.to_string()),
             name: user.name,
-            external_user_id: user.external_user_id,
+            external_user_id: Some(user.external_user_id),
             is_test_user: user.is_test_user,
             created: DateTime(user.created_at),
         }
@@ -46,7 +47,7 @@ pub type UserConnection = NamedConnection<ExternalUser, UserConnectionName, User
 
 #[derive(InputObject, Default)]
 pub struct UserSearchCriteria {
-    pub user_id: Option<ID>,
+    pub user_id: Option<String>,
     pub external_user_id: Option<String>,
     pub name: Option<String>,
     pub is_test_user: Option<bool>,
@@ -133,7 +134,7 @@ impl UsersQuery {
         let page = page_request(first, after, last, before)?;
         let criteria = criteria.unwrap_or_default();
         let criteria = UserCriteria {
-            user_id: criteria.user_id.as_deref().map(|id| UserId::parse(id)).transpose()?,
+            user_id: criteria.user_id.as_deref().map(UserId::parse).transpose()?,
             external_user_id: criteria.external_user_id,
             name: criteria.name,
             is_test_user: criteria.is_test_user,
@@ -160,7 +161,7 @@ impl UsersMutation {
             external_user_id: input.external_user_id,
             is_test_user: input.is_test_user.unwrap_or(false),
         };
-        let user = users::create(db(ctx), scope, new).await?;
+        let user = users::create(db(ctx), scope, new, idempotency(ctx)).await?;
         Ok(CreateExternalUserPayload { user_id: ID(user.id.to_string()), client_mutation_id: input.client_mutation_id })
     }
 

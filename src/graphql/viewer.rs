@@ -17,7 +17,8 @@ use crate::{
 pub struct UserDetails {
     /// The end user's `externalUserId`, or the organization's name for the master token.
     pub username: String,
-    pub email: Option<String>,
+    /// latchkey keeps no email addresses: always the empty string.
+    pub email: String,
     pub name: String,
 }
 
@@ -35,11 +36,11 @@ impl ViewerDetails {
         Ok(match principal(ctx) {
             Principal::User(scope) => {
                 let user = users::me(db(ctx), scope).await?;
-                UserDetails { username: user.external_user_id, email: None, name: user.name }
+                UserDetails { username: user.external_user_id, email: String::new(), name: user.name }
             }
             other => {
                 let org = orgs::get(db(ctx), other.master()?.org_id()).await?;
-                UserDetails { username: org.name.clone(), email: None, name: org.name }
+                UserDetails { username: org.name.clone(), email: String::new(), name: org.name }
             }
         })
     }

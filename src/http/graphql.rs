@@ -22,7 +22,7 @@ use axum::{
 };
 use tracing::Instrument;
 
-use super::{AppState, add_error_headers, add_refusal_headers, status_of};
+use super::{AppState, add_error_headers, add_refusal_headers, attach_idempotency_key, status_of};
 use crate::{
     error::{Code, Error},
     graphiql,
@@ -174,7 +174,7 @@ async fn execute(
     media: Media,
     headers: &HeaderMap,
     client: ClientAddr,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
 ) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let authenticated = state.authenticator.authenticate(authorization).await;
@@ -186,6 +186,10 @@ async fn execute(
         Ok(principal) => principal,
         Err(err) => return failure(media, err.code(), &err.public_message()),
     };
+    // A bad key refuses the whole request before anything runs: its sender counts on it.
+    if let Err(err) = attach_idempotency_key(state, headers, &mut request) {
+        return failure(media, err.code(), &err.public_message());
+    }
     let span = tracing::info_span!(
         "graphql",
         operation = request.operation_name.as_deref().unwrap_or("-"),

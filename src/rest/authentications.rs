@@ -1,4 +1,8 @@
 //! `/core/v1/authentications`: create, read metadata, replace, delete, and the full read.
+//!
+//! Bodies take the current names `credentials` and `userData` or the older generation's
+//! `data` and `formData` (one name of each pair). As in GraphQL, a string holding JSON
+//! text stands for that JSON (`"data": "{\"region\":\"us-east-1\"}"`).
 
 use axum::{
     Json,
@@ -8,9 +12,12 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Body, Caller, RestResult};
+use super::{Body, Caller, IdempotencyKey, RestResult};
 use crate::{
-    domain::authentications::{self, Authentication, NewAuthentication, Replacement},
+    domain::{
+        authentications::{self, Authentication, NewAuthentication, Replacement},
+        json_text::JsonText,
+    },
     error::Error,
     http::AppState,
     ids::{AuthenticationId, EnvironmentId},
@@ -22,7 +29,9 @@ pub struct CreateBody {
     name: String,
     service_environment_id: String,
     user_data: Option<Value>,
+    form_data: Option<Value>,
     credentials: Option<Value>,
+    data: Option<Value>,
     scopes: Option<Vec<String>>,
     hidden: Option<bool>,
     custom_fields: Option<Value>,
@@ -32,12 +41,31 @@ pub struct CreateBody {
 #[serde(rename_all = "camelCase")]
 pub struct ReplaceBody {
     name: String,
-    credentials: Value,
+    credentials: Option<Value>,
+    data: Option<Value>,
     user_data: Option<Value>,
+    form_data: Option<Value>,
     scopes: Option<Vec<String>>,
     custom_fields: Option<Value>,
     /// Accepted only when it names the current environment: it cannot change.
     service_environment_id: Option<String>,
+}
+
+/// The value of a field that has a current and an older name; giving both is refused
+/// rather than one silently winning.
+fn either(current: (&str, Option<Value>), older: (&str, Option<Value>)) -> Result<Option<Value>, Error> {
+    let value = match (current, older) {
+        ((current, Some(_)), (older, Some(_))) => {
+            return Err(Error::bad_input(format!("give {current} or {older} (its older name), not both")));
+        }
+        ((_, value), (_, None)) | ((_, None), (_, value)) => value,
+    };
+    value
+        .map(|value| match value {
+            Value::String(text) => JsonText::parse(&text).map(JsonText::into_value),
+            value => Ok(value),
+        })
+        .transpose()
 }
 
 /// The metadata shape: never a secret.
@@ -53,20 +81,23 @@ fn metadata(authentication: &Authentication) -> Value {
 pub async fn create(
     State(state): State<AppState>,
     Caller(principal): Caller,
+    IdempotencyKey(idempotency): IdempotencyKey,
     Body(body): Body<CreateBody>,
 ) -> RestResult<(StatusCode, Json<Value>)> {
     let caller = principal.caller()?;
+    let credentials = either(("credentials", body.credentials), ("data", body.data))?;
     let new = NewAuthentication {
         name: body.name,
         service_id: None,
         environment_id: EnvironmentId::parse(&body.service_environment_id)?,
-        credentials: body.credentials.unwrap_or_else(|| json!({})),
-        user_data: body.user_data,
+        credentials: credentials.unwrap_or_else(|| json!({})),
+        user_data: either(("userData", body.user_data), ("formData", body.form_data))?,
         scopes: body.scopes,
         hidden: body.hidden,
         custom_fields: body.custom_fields,
     };
-    let created = authentications::create(&state.db, &state.keyring.current(), caller, new).await?;
+    let created =
+        authentications::create(&state.db, &state.keyring.current(), caller, new, idempotency.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": created.id.to_string()}))))
 }
 
@@ -87,19 +118,17 @@ pub async fn replace(
 ) -> RestResult<Json<Value>> {
     let caller = principal.caller()?;
     let id = AuthenticationId::parse(&id)?;
+    let credentials = either(("credentials", body.credentials), ("data", body.data))?
+        .ok_or_else(|| Error::bad_input("credentials (or data) is required: a replacement is complete"))?;
+    let user_data = either(("userData", body.user_data), ("formData", body.form_data))?;
     if let Some(environment) = &body.service_environment_id {
         let current = authentications::get(&state.db, caller, id).await?;
         if EnvironmentId::parse(environment)? != current.environment.id {
             return Err(Error::bad_input("serviceEnvironmentId cannot change; create a new authentication").into());
         }
     }
-    let replacement = Replacement {
-        name: body.name,
-        credentials: body.credentials,
-        user_data: body.user_data,
-        scopes: body.scopes,
-        custom_fields: body.custom_fields,
-    };
+    let replacement =
+        Replacement { name: body.name, credentials, user_data, scopes: body.scopes, custom_fields: body.custom_fields };
     let updated = authentications::replace(&state.db, &state.keyring.current(), caller, id, replacement).await?;
     Ok(Json(metadata(&updated)))
 }

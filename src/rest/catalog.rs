@@ -42,6 +42,9 @@ pub async fn environments(
                 "id": environment.id.to_string(),
                 "title": environment.title,
                 "authenticationType": environment.authentication_type.as_str(),
+                // The older generation's names, for clients written against them.
+                "formDataSchema": environment.user_data_schema,
+                "dataSchema": environment.credentials_schema,
                 "userDataSchema": environment.user_data_schema,
                 "credentialsSchema": environment.credentials_schema,
                 "scopes": environment.scopes,

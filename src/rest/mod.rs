@@ -14,7 +14,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{auth::Principal, error::Error, http::AppState, rate_limit::ClientAddr};
+use crate::{auth::Principal, domain::idempotency::Idempotency, error::Error, http::AppState, rate_limit::ClientAddr};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -62,6 +62,17 @@ impl FromRequestParts<AppState> for Caller {
         let Ok(client) = ClientAddr::from_request_parts(parts, state).await;
         state.rate_limiter.admit(authenticated.as_ref().ok(), client)?;
         Ok(Caller(authenticated?))
+    }
+}
+
+/// The request's `Idempotency-Key`, for the creates.
+pub struct IdempotencyKey(pub Option<Idempotency>);
+
+impl FromRequestParts<AppState> for IdempotencyKey {
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyKey(crate::http::idempotency_key(state, &parts.headers)?))
     }
 }
 

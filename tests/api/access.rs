@@ -42,6 +42,9 @@ enum Target {
     Solution,
     /// A solution instance owned by end user 1 of organization A.
     Instance,
+    /// Nothing: the field is published but not offered, and answers `NOT_SUPPORTED` to
+    /// every caller its token lets in.
+    Unsupported,
 }
 
 struct Row {
@@ -129,7 +132,7 @@ const TABLE: &[Row] = &[
         "createUserAuthentication",
         MasterOrUser,
         Nothing,
-        "mutation($env: ID!, $svc: ID!) { createUserAuthentication(input: {name: \"n\", serviceId: $svc, serviceEnvironmentId: $env, data: {email: \"a@b.co\", api_token: \"t\"}, formData: {subdomain: \"acme\"}}) { authenticationId } }",
+        "mutation($env: String!, $svc: String!) { createUserAuthentication(input: {name: \"n\", serviceId: $svc, serviceEnvironmentId: $env, data: {email: \"a@b.co\", api_token: \"t\"}, formData: {subdomain: \"acme\"}}) { authenticationId } }",
     ),
     row(
         "Mutation",
@@ -137,6 +140,13 @@ const TABLE: &[Row] = &[
         MasterOrUser,
         Authentication,
         "mutation($id: ID!) { updateUserAuthentication(input: {authenticationId: $id, name: \"changed\", data: {email: \"c@d.co\", api_token: \"u\"}, formData: {subdomain: \"acme\"}}) { authentication { id } } }",
+    ),
+    row(
+        "Mutation",
+        "callConnector",
+        MasterOrUser,
+        Target::Unsupported,
+        "mutation { callConnector(input: {connector: \"slack\", version: \"1\", operation: \"list_users\", input: \"{}\"}) { output } }",
     ),
     row(
         "Mutation",
@@ -288,6 +298,7 @@ fn expected(row: &Row, caller: Caller) -> Option<&'static str> {
     // The right kind of token: only the owner (and its organization's master token, for
     // fields it may use) finds the target; everyone else is told it does not exist.
     let finds = match row.target {
+        Target::Unsupported => return Some("NOT_SUPPORTED"),
         Target::Nothing => true,
         Target::User | Target::Service | Target::Environment => caller == MasterA,
         Target::Authentication => matches!(caller, MasterA | User1A),
@@ -348,7 +359,7 @@ impl Fixture {
         let server = &self.server;
         let master = &server.master;
         match target {
-            Target::Nothing => Value::Null,
+            Target::Nothing | Target::Unsupported => Value::Null,
             Target::User => json!(server.create_user(master, &format!("target-{tag}")).await),
             Target::Authentication => {
                 json!(server.import_zendesk(&self.user1_token, &self.zendesk_env, "target").await)
@@ -377,7 +388,7 @@ impl Fixture {
                 let data = server
                     .ok(
                         &server.master,
-                        "query($id: ID) { users(criteria: {userId: $id}) { edges { node { name } } } }",
+                        "query($id: String) { users(criteria: {userId: $id}) { edges { node { name } } } }",
                         json!({"id": id}),
                     )
                     .await;
@@ -415,12 +426,11 @@ impl Fixture {
                 edges.iter().any(|edge| &edge["node"]["id"] == id && edge["node"]["title"] == "Acme sync")
             }
             Target::Instance => {
-                let query =
-                    "query($id: ID) { viewer { solutionInstances(criteria: {id: $id}) { edges { node { name } } } } }";
+                let query = "query($id: String) { viewer { solutionInstances(criteria: {id: $id}) { edges { node { name } } } } }";
                 let data = server.ok(&self.user1_token, query, json!({"id": id})).await;
                 data["viewer"]["solutionInstances"]["edges"][0]["node"]["name"] == "target"
             }
-            Target::Nothing => true,
+            Target::Nothing | Target::Unsupported => true,
         }
     }
 }
@@ -457,7 +467,7 @@ async fn every_field_answers_every_kind_of_caller_as_the_access_table_says() {
 async fn a_missing_id_answers_like_a_foreign_one_on_every_field_that_takes_one() {
     let fixture = Fixture::new().await;
     let missing = uuid::Uuid::now_v7().to_string();
-    for row in TABLE.iter().filter(|row| row.target != Target::Nothing) {
+    for row in TABLE.iter().filter(|row| !matches!(row.target, Target::Nothing | Target::Unsupported)) {
         let caller = if row.access == Access::User { Caller::User1A } else { Caller::MasterA };
         let body =
             fixture.server.graphql(fixture.token(caller).as_deref(), row.operation, json!({"id": missing})).await;

@@ -271,3 +271,77 @@ async fn every_change_and_token_leaves_an_audit_event_without_secrets() {
     assert_eq!(read["node"]["targetId"], id.as_str());
     assert!(!events.to_string().contains(SECRET) && !events.to_string().contains(&s.token));
 }
+
+/// The public API's reference import example for AWS SQS, byte for byte.
+const SQS_EXAMPLE_DATA: &str =
+    "{\"region\":\"us-east-1\",\"account_id\":\"1234\",\"access_key\":\"accesskey\",\"secret_key\":\"secretkey\"}";
+
+#[tokio::test]
+async fn the_public_apis_sqs_import_example_is_accepted_verbatim_over_graphql_and_rest() {
+    let s = setup().await;
+    s.server.enable_full_reads(&s.server.master).await;
+    let (service, environment) = s.server.builtin_environment("aws-sqs").await;
+    let mutation = "mutation { createUserAuthentication(input: {name: \"SQS\", serviceId: \"SERVICE\", serviceEnvironmentId: \"ENVIRONMENT\", data: \"{\\\"region\\\":\\\"us-east-1\\\",\\\"account_id\\\":\\\"1234\\\",\\\"access_key\\\":\\\"accesskey\\\",\\\"secret_key\\\":\\\"secretkey\\\"}\"}) { authenticationId } }"
+        .replace("SERVICE", &service)
+        .replace("ENVIRONMENT", &environment);
+    let data = s.server.ok(&s.token, &mutation, json!({})).await;
+    let id = data["createUserAuthentication"]["authenticationId"].as_str().unwrap().to_owned();
+    let read = s.server.ok(&s.token, CREDENTIALS, json!({"id": id})).await;
+    let stored: Value = serde_json::from_str(read["authenticationCredentials"]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(stored, serde_json::from_str::<Value>(SQS_EXAMPLE_DATA).unwrap());
+
+    // The same as a variable, and over REST with the string or the object.
+    let input = json!({"in": {"name": "SQS", "serviceId": service, "serviceEnvironmentId": environment, "data": SQS_EXAMPLE_DATA}});
+    assert!(s.server.graphql(Some(&s.token), CREATE, input).await.get("errors").is_none());
+    for credentials in [json!(SQS_EXAMPLE_DATA), serde_json::from_str(SQS_EXAMPLE_DATA).unwrap()] {
+        for name in ["credentials", "data"] {
+            let body = json!({"name": "SQS", "serviceEnvironmentId": environment, name: credentials});
+            let (status, created) =
+                s.server.rest(reqwest::Method::POST, "/authentications", Some(&s.token), Some(body)).await;
+            assert_eq!(status, 201, "{name}: {created}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn validation_refuses_what_is_surely_wrong_and_not_a_vendor_format_guess() {
+    let s = setup().await;
+    let (service, environment) = s.server.builtin_environment("aws-sqs").await;
+    let import = |data: Value| json!({"in": {"name": "SQS", "serviceId": service, "serviceEnvironmentId": environment, "data": data}});
+    let message = |body: &Value| body["errors"][0]["message"].as_str().unwrap_or_default().to_owned();
+
+    let missing =
+        s.server.graphql(Some(&s.token), CREATE, import(json!({"region": "us-east-1", "access_key": "AKIA"}))).await;
+    assert_eq!(error_code(&missing).as_deref(), Some("BAD_USER_INPUT"));
+    assert!(message(&missing).contains("secret_key"), "{missing}");
+    let wrong_type = s
+        .server
+        .graphql(Some(&s.token), CREATE, import(json!({"region": "us-east-1", "access_key": 1, "secret_key": "s"})))
+        .await;
+    assert!(message(&wrong_type).contains("/access_key: has the wrong type"), "{wrong_type}");
+    let unknown = s
+        .server
+        .graphql(
+            Some(&s.token),
+            CREATE,
+            import(json!({"region": "us-east-1", "access_key": "a", "secret_key": "s", "secret": "x"})),
+        )
+        .await;
+    assert!(message(&unknown).contains("unexpected properties secret"), "{unknown}");
+    // A region AWS opened after the catalog was written, and an unusual key: accepted.
+    let new_region = json!({"region": "mars-north-7", "access_key": "key-from-a-vault", "secret_key": "s", "account_id": "000000000000"});
+    assert!(s.server.graphql(Some(&s.token), CREATE, import(new_region)).await.get("errors").is_none());
+
+    // Test keys of Stripe's test mode are real credentials; a Stripe key prefix is fixed by Stripe.
+    let (stripe, production) = s.server.builtin_environment("stripe").await;
+    let stripe_import = |key: &str| json!({"in": {"name": "Stripe", "serviceId": stripe, "serviceEnvironmentId": production, "data": {"api_key": key}}});
+    assert!(
+        s.server
+            .graphql(Some(&s.token), CREATE, stripe_import("sk_live_51H-with_new+chars"))
+            .await
+            .get("errors")
+            .is_none()
+    );
+    let publishable = s.server.graphql(Some(&s.token), CREATE, stripe_import("pk_live_123")).await;
+    assert!(message(&publishable).contains("/api_key: does not match the pattern"), "{publishable}");
+}

@@ -81,7 +81,7 @@ async fn a_custom_service_with_an_oauth_app_is_its_organizations_alone() {
     assert!(!connectors.to_string().contains("acme-crm"));
 
     // In use, neither the environment nor the service can go.
-    let import = "mutation($s: ID!, $e: ID!) { createUserAuthentication(input: {name: \"crm\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"tok\"}}) { authenticationId } }";
+    let import = "mutation($s: String!, $e: String!) { createUserAuthentication(input: {name: \"crm\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"tok\"}}) { authenticationId } }";
     let auth = server.ok(&token, import, json!({"s": service, "e": environment_id})).await;
     let remove_env =
         "mutation($id: ID!) { removeServiceEnvironment(input: {serviceEnvironmentId: $id}) { clientMutationId } }";
@@ -153,4 +153,26 @@ async fn custom_services_refuse_bad_names_duplicates_and_invalid_schemas() {
     let token = server.user_token(&server.master, &user).await;
     let body = server.graphql(Some(&token), create, json!({"n": "mine"})).await;
     assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"));
+}
+
+#[tokio::test]
+async fn every_service_has_an_icon_built_in_ones_embedded_and_custom_ones_their_own_or_a_default() {
+    let server = TestServer::start().await;
+    let list = "{ services(first: 100) { edges { node { name builtin icon } } } }";
+    server.create_custom_service(&server.master, "plain-crm").await;
+    let create = "mutation { createService(input: {name: \"logo-crm\", title: \"Logo CRM\", icon: \"https://crm.example/logo.svg\"}) { service { icon } } }";
+    server.ok(&server.master, create, json!({})).await;
+    let data = server.ok(&server.master, list, json!({})).await;
+    let edges = data["services"]["edges"].as_array().unwrap().clone();
+    assert_eq!(edges.len(), 17);
+    for edge in &edges {
+        let (name, icon) = (edge["node"]["name"].as_str().unwrap(), edge["node"]["icon"].as_str().unwrap());
+        match name {
+            "logo-crm" => assert_eq!(icon, "https://crm.example/logo.svg"),
+            _ => assert!(icon.starts_with("data:image/svg+xml;base64,"), "{name}: {icon}"),
+        }
+    }
+    let icon = |name: &str| edges.iter().find(|e| e["node"]["name"] == name).unwrap()["node"]["icon"].clone();
+    assert_eq!(icon("plain-crm"), json!(latchkey::domain::catalog::DEFAULT_ICON));
+    assert_ne!(icon("slack"), icon("plain-crm"), "built-in services ship their own icon");
 }

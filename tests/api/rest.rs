@@ -184,3 +184,55 @@ async fn another_users_or_organizations_authentication_answers_404_on_every_call
     let (status, _) = s.server.rest(Method::GET, &format!("/authentications/{id}"), Some(&s.token), None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn the_older_generations_body_names_data_and_form_data_work_on_post_and_put() {
+    let s = setup().await;
+    s.server.enable_full_reads(&s.server.master).await;
+    let older = json!({"name": "Zendesk", "serviceEnvironmentId": s.environment,
+        "data": {"email": "agent@acme.test", "api_token": SECRET}, "formData": {"subdomain": "acme"}});
+    let (status, created) = s.server.rest(Method::POST, "/authentications", Some(&s.token), Some(older)).await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/authentications/{}", created["id"].as_str().unwrap());
+    let (_, full) = s.server.rest(Method::GET, &format!("{path}/full"), Some(&s.token), None).await;
+    assert_eq!(full["credentials"], json!({"email": "agent@acme.test", "api_token": SECRET}));
+    assert_eq!(full["userData"], json!({"subdomain": "acme"}));
+
+    // As in GraphQL, `data` may be a string of JSON text.
+    let replacement = json!({"name": "Zendesk EU", "data": "{\"email\":\"eu@acme.test\",\"api_token\":\"zd-eu-0003\"}",
+        "formData": {"subdomain": "acme-eu"}});
+    let (status, updated) = s.server.rest(Method::PUT, &path, Some(&s.token), Some(replacement)).await;
+    assert_eq!((status, updated["name"].clone()), (200, json!("Zendesk EU")), "{updated}");
+    let (_, full) = s.server.rest(Method::GET, &format!("{path}/full"), Some(&s.token), None).await;
+    assert_eq!(full["credentials"], json!({"email": "eu@acme.test", "api_token": "zd-eu-0003"}));
+    assert_eq!(full["userData"], json!({"subdomain": "acme-eu"}));
+
+    // Both names of a pair is a clear 400 that names them, on either call.
+    let credentials = json!({"email": "agent@acme.test", "api_token": SECRET});
+    let both = [
+        json!({"name": "x", "serviceEnvironmentId": s.environment, "credentials": credentials, "data": credentials}),
+        json!({"name": "x", "serviceEnvironmentId": s.environment, "credentials": credentials,
+               "userData": {"subdomain": "a"}, "formData": {"subdomain": "a"}}),
+    ];
+    for body in both {
+        for (method, target) in [(Method::POST, "/authentications"), (Method::PUT, path.as_str())] {
+            let (status, error) = s.server.rest(method.clone(), target, Some(&s.token), Some(body.clone())).await;
+            assert_eq!((status, error["code"].clone()), (400, json!("BAD_USER_INPUT")), "{method} {body}");
+            let message = error["message"].as_str().unwrap();
+            assert!(message.contains("not both"), "{message}");
+            assert!(!message.contains(SECRET), "the message never echoes a value");
+        }
+    }
+}
+
+#[tokio::test]
+async fn environments_show_the_older_generations_schema_names_too() {
+    let s = setup().await;
+    let (status, environments) =
+        s.server.rest(Method::GET, "/services/zendesk/versions/1/environments", Some(&s.token), None).await;
+    assert_eq!(status, 200);
+    let production = &environments["elements"][0];
+    assert_eq!(production["dataSchema"], production["credentialsSchema"]);
+    assert_eq!(production["formDataSchema"], production["userDataSchema"]);
+    assert_eq!(production["dataSchema"]["required"], json!(["email", "api_token"]));
+}

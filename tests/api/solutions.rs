@@ -141,7 +141,7 @@ async fn auth_ids_must_be_the_callers_own_and_of_the_slots_service() {
     let (_, zendesk_env) = s.server.builtin_environment("zendesk").await;
     let theirs = s.server.import_zendesk(&other_token, &zendesk_env, "theirs").await;
     let (slack_service, slack_env) = s.server.builtin_environment("slack").await;
-    let slack = s.server.ok(&s.token, "mutation($s: ID!, $e: ID!) { createUserAuthentication(input: {name: \"slack\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"xoxb-1-2-abc\"}, formData: {team_id: \"T01\"}}) { authenticationId } }", json!({"s": slack_service, "e": slack_env})).await;
+    let slack = s.server.ok(&s.token, "mutation($s: String!, $e: String!) { createUserAuthentication(input: {name: \"slack\", serviceId: $s, serviceEnvironmentId: $e, data: {access_token: \"xoxb-1-2-abc\"}, formData: {team_id: \"T01\"}}) { authenticationId } }", json!({"s": slack_service, "e": slack_env})).await;
     let slack = slack["createUserAuthentication"]["authenticationId"].as_str().unwrap().to_owned();
     let missing = uuid::Uuid::now_v7().to_string();
     let mut messages = Vec::new();
@@ -389,7 +389,7 @@ async fn access_is_the_owners_and_the_master_token_only_reads() {
 }
 
 #[tokio::test]
-async fn end_users_see_published_solutions_and_tags_filter_them() {
+async fn solution_lists_show_what_can_be_activated_and_tags_filter_them() {
     let s = setup().await;
     s.server.ok(&s.server.master, CREATE_SOLUTION, json!({"in": {"title": "Draft only", "tags": ["support"]}})).await;
     let query = "query($tags: [String!]) { viewer { solutions(criteria: {tags: $tags}) { edges { node { title tags version customFields { key value } configSlots { externalId title defaultValue } authSlots { externalId title } } } } } }";
@@ -401,10 +401,42 @@ async fn end_users_see_published_solutions_and_tags_filter_them() {
     assert_eq!(node["customFields"], json!([{"key": "tier", "value": "gold"}]));
     assert_eq!(node["configSlots"][0], json!({"externalId": "region", "title": "Region", "defaultValue": "\"eu\""}));
     assert_eq!(node["authSlots"], json!([{"externalId": "external_zendesk_authentication", "title": "Zendesk"}]));
+    // The master token's list is what can be activated too: the draft is not in it.
     let as_master = s.server.ok(&s.server.master, query, json!({"tags": ["support"]})).await;
-    assert_eq!(as_master["viewer"]["solutions"]["edges"].as_array().unwrap().len(), 2);
+    let titles = |data: &Value| {
+        let edges = data["viewer"]["solutions"]["edges"].as_array().unwrap().clone();
+        edges.iter().map(|edge| edge["node"]["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(titles(&as_master), ["Zendesk to SQS"]);
     let both = s.server.ok(&s.server.master, query, json!({"tags": ["support", "sync"]})).await;
-    assert_eq!(both["viewer"]["solutions"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(titles(&both), ["Zendesk to SQS"]);
+}
+
+#[tokio::test]
+async fn drafts_are_listed_for_the_master_token_only_when_asked_for() {
+    let s = setup().await;
+    let data = s.server.ok(&s.server.master, CREATE_SOLUTION, json!({"in": {"title": "Draft only"}})).await;
+    let draft = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+    let edit = "mutation($in: UpdateSolutionInput!) { updateSolution(input: $in) { solution { title } } }";
+    s.server.ok(&s.server.master, edit, json!({"in": {"solutionId": s.solution, "title": "Zendesk to SQS v2"}})).await;
+    let query = "query($c: SolutionSearchCriteria) { viewer { solutions(criteria: $c) { edges { node { id title version } } } } }";
+    let nodes = |data: Value| {
+        data["viewer"]["solutions"]["edges"].as_array().unwrap().iter().map(|e| e["node"].clone()).collect::<Vec<_>>()
+    };
+
+    let published = nodes(s.server.ok(&s.server.master, query, json!({})).await);
+    assert_eq!(published, [json!({"id": s.solution, "title": "Zendesk to SQS", "version": 1})]);
+    let everything = nodes(s.server.ok(&s.server.master, query, json!({"c": {"includeDrafts": true}})).await);
+    assert_eq!(
+        everything,
+        [
+            json!({"id": s.solution, "title": "Zendesk to SQS v2", "version": 1}),
+            json!({"id": draft, "title": "Draft only", "version": 0})
+        ]
+    );
+
+    let body = s.server.graphql(Some(&s.token), query, json!({"c": {"includeDrafts": true}})).await;
+    assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"), "{body}");
 }
 
 #[tokio::test]
@@ -468,4 +500,74 @@ async fn instance_changes_leave_audit_events() {
     ] {
         assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
     }
+}
+
+/// The public API's examples send plain strings as `Json` values and get them back as sent;
+/// JSON text keeps its meaning, and text that is JSON (`50`) is JSON, not a string.
+#[tokio::test]
+async fn plain_string_config_values_round_trip_exactly_as_given() {
+    let server = TestServer::start().await;
+    let input = json!({"in": {"title": "Mailer", "configSlots": [
+        {"externalId": "support_email", "title": "Support email", "valueType": "STRING", "defaultValue": "support@example.com"},
+        {"externalId": "zip", "title": "Zip code", "valueType": "STRING"},
+        {"externalId": "batch_size", "title": "Batch size", "valueType": "NUMBER"}
+    ]}});
+    let data = server.ok(&server.master, CREATE_SOLUTION, input).await;
+    let solution = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+    server.ok(&server.master, PUBLISH, json!({"id": solution})).await;
+    let user = server.create_user(&server.master, "mailer-user").await;
+    let token = server.user_token(&server.master, &user).await;
+
+    let slots = server
+        .ok(
+            &token,
+            "{ viewer { solutions { edges { node { configSlots { externalId defaultValue } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        slots["viewer"]["solutions"]["edges"][0]["node"]["configSlots"],
+        json!([{"externalId": "support_email", "defaultValue": "support@example.com"},
+               {"externalId": "zip", "defaultValue": "null"},
+               {"externalId": "batch_size", "defaultValue": "null"}])
+    );
+
+    let config = json!([{"externalId": "zip", "value": "\"10001\""}, {"externalId": "batch_size", "value": "50"}]);
+    let created = server
+        .ok(
+            &token,
+            CONTRACT_CREATE,
+            json!({"solutionId": solution, "name": "Mine", "authValues": [], "configValues": config}),
+        )
+        .await;
+    let instance = created["createSolutionInstance"]["solutionInstance"]["id"].as_str().unwrap().to_owned();
+    let values = |data: &Value| data["updateSolutionInstance"]["solutionInstance"]["configValues"].clone();
+    let data = server.ok(&token, UPDATE, json!({"in": {"solutionInstanceId": instance}})).await;
+    assert_eq!(
+        values(&data),
+        json!([{"externalId": "batch_size", "value": "50"},
+               {"externalId": "support_email", "value": "support@example.com"},
+               {"externalId": "zip", "value": "\"10001\""}])
+    );
+
+    let update = |value: &str| json!({"in": {"solutionInstanceId": instance, "configValues": [{"externalId": "support_email", "value": value}]}});
+    let data = server.ok(&token, UPDATE, update("help desk <help@example.com>")).await;
+    assert_eq!(values(&data)[1]["value"], "help desk <help@example.com>");
+    let data = server.ok(&token, UPDATE, update("\"help@example.com\"")).await;
+    assert_eq!(values(&data)[1]["value"], "\"help@example.com\"", "JSON text comes back as JSON text");
+    let reread = server.ok(&token, INSTANCES, json!({"c": {"id": instance}})).await;
+    assert_eq!(
+        reread["viewer"]["solutionInstances"]["edges"][0]["node"]["configValues"][1]["value"],
+        "\"help@example.com\""
+    );
+
+    // Text that is JSON is JSON: a bare 10001 is a number, refused by a string slot with a hint.
+    let zip =
+        json!({"in": {"solutionInstanceId": instance, "configValues": [{"externalId": "zip", "value": "10001"}]}});
+    let body = server.graphql(Some(&token), UPDATE, zip).await;
+    assert_eq!(error_code(&body).as_deref(), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("with quotes"), "{body}");
+    // Text that opens like JSON but is broken is refused, not stored as a string.
+    let broken = json!({"in": {"solutionInstanceId": instance, "configValues": [{"externalId": "support_email", "value": "{\"a\":"}]}});
+    assert!(server.graphql(Some(&token), UPDATE, broken).await.get("errors").is_some());
 }

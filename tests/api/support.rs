@@ -253,7 +253,7 @@ impl TestServer {
         let data = self
             .ok(
                 token,
-                "mutation($n: String!, $s: ID!, $e: ID!) { createUserAuthentication(input: {name: $n, serviceId: $s, serviceEnvironmentId: $e, data: {email: \"agent@acme.test\", api_token: \"zd-secret-token-0001\"}, formData: {subdomain: \"acme\"}}) { authenticationId } }",
+                "mutation($n: String!, $s: String!, $e: String!) { createUserAuthentication(input: {name: $n, serviceId: $s, serviceEnvironmentId: $e, data: {email: \"agent@acme.test\", api_token: \"zd-secret-token-0001\"}, formData: {subdomain: \"acme\"}}) { authenticationId } }",
                 json!({"n": name, "s": service, "e": environment}),
             )
             .await;
