@@ -1,7 +1,7 @@
 //! Runtime configuration. Values arrive as text (flags or `LATCHKEY_*` variables, read
 //! by the CLI) and are validated here; an invalid value names its variable.
 
-use std::{fmt, net::SocketAddr, path::PathBuf};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::SecretString;
 
@@ -17,6 +17,10 @@ pub struct RawConfig {
     pub log: Option<String>,
     pub introspection: Option<String>,
     pub database_max_connections: Option<String>,
+    pub rate_limit_per_second: Option<String>,
+    pub rate_limit_burst: Option<String>,
+    pub max_connections: Option<String>,
+    pub header_timeout: Option<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -25,6 +29,12 @@ pub const DEFAULT_LOG: &str = "info";
 pub const DEFAULT_SQLITE_CONNECTIONS: u32 = 8;
 pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 16;
 const MAX_DATABASE_CONNECTIONS: u32 = 1000;
+/// The public API's promise: 30 requests per second per token, bursts of 50.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 30;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 50;
+/// Well under the usual 1024 open files, leaving room for the database pool and files.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Validated configuration. Secret values stay wrapped; `Debug` never shows them.
 pub struct Config {
@@ -40,6 +50,25 @@ pub struct Config {
     pub jwt_secret: Option<SecretString>,
     pub log: String,
     pub introspection: bool,
+    /// `None` when rate limiting is off.
+    pub rate_limit: Option<RateLimit>,
+    pub connections: ConnectionLimits,
+}
+
+/// Requests per second each caller may make, with the burst it may spend at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, counted from when the
+    /// connection opens or its previous response was sent; an idle connection is closed then.
+    pub header_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +89,8 @@ impl fmt::Debug for Config {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("log", &self.log)
             .field("introspection", &self.introspection)
+            .field("rate_limit", &self.rate_limit)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +173,24 @@ impl Config {
             }
         };
 
+        let per_second =
+            number(raw.rate_limit_per_second, "LATCHKEY_RATE_LIMIT_PER_SECOND", DEFAULT_RATE_LIMIT_PER_SECOND)?;
+        let burst = number(raw.rate_limit_burst, "LATCHKEY_RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST)?;
+        let rate_limit = match (per_second, burst) {
+            (0, _) => None,
+            (_, 0) => return Err(invalid("LATCHKEY_RATE_LIMIT_BURST", "must be at least 1 while rate limits are on")),
+            (per_second, burst) => Some(RateLimit { per_second, burst }),
+        };
+        let max_connections = number(raw.max_connections, "LATCHKEY_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?;
+        if max_connections == 0 {
+            return Err(invalid("LATCHKEY_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        let header_timeout = number(raw.header_timeout, "LATCHKEY_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT.as_secs())?;
+        if header_timeout == 0 {
+            return Err(invalid("LATCHKEY_HEADER_TIMEOUT", "must be at least 1 second"));
+        }
+        let connections = ConnectionLimits { max_connections, header_timeout: Duration::from_secs(header_timeout) };
+
         Ok(Config {
             bind,
             data_dir,
@@ -153,7 +202,17 @@ impl Config {
             jwt_secret: raw.jwt_secret,
             log,
             introspection,
+            rate_limit,
+            connections,
         })
+    }
+}
+
+/// A whole number, or `default` when the value is absent.
+fn number<T: std::str::FromStr>(raw: Option<String>, variable: &'static str, default: T) -> Result<T, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|_| invalid(variable, format!("{text:?} is not a whole number"))),
     }
 }
 
@@ -168,6 +227,14 @@ mod tests {
         assert_eq!(config.database_kind, DatabaseKind::Sqlite);
         assert_eq!(config.public_url, "http://127.0.0.1:8080");
         assert!(config.introspection);
+        assert_eq!(config.rate_limit, Some(RateLimit { per_second: 30, burst: 50 }));
+        assert_eq!(config.connections.max_connections, 512);
+    }
+
+    #[test]
+    fn a_rate_limit_of_zero_turns_rate_limiting_off() {
+        let raw = RawConfig { rate_limit_per_second: Some("0".into()), ..Default::default() };
+        assert_eq!(Config::from_raw(raw).unwrap().rate_limit, None);
     }
 
     #[test]
@@ -182,6 +249,13 @@ mod tests {
                 "LATCHKEY_DATABASE_MAX_CONNECTIONS",
             ),
             (RawConfig { introspection: Some("maybe".into()), ..Default::default() }, "LATCHKEY_INTROSPECTION"),
+            (
+                RawConfig { rate_limit_per_second: Some("-1".into()), ..Default::default() },
+                "LATCHKEY_RATE_LIMIT_PER_SECOND",
+            ),
+            (RawConfig { rate_limit_burst: Some("0".into()), ..Default::default() }, "LATCHKEY_RATE_LIMIT_BURST"),
+            (RawConfig { max_connections: Some("0".into()), ..Default::default() }, "LATCHKEY_MAX_CONNECTIONS"),
+            (RawConfig { header_timeout: Some("10s".into()), ..Default::default() }, "LATCHKEY_HEADER_TIMEOUT"),
         ];
         for (raw, variable) in cases {
             let err = Config::from_raw(raw).unwrap_err();

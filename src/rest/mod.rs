@@ -14,7 +14,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{auth::Principal, domain::idempotency::Idempotency, error::Error, http::AppState};
+use crate::{auth::Principal, domain::idempotency::Idempotency, error::Error, http::AppState, rate_limit::ClientAddr};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -43,10 +43,7 @@ impl IntoResponse for RestError {
         let status = crate::http::status_of(code);
         let mut response =
             (status, Json(json!({"message": self.0.public_message(), "code": code.as_str()}))).into_response();
-        crate::http::add_error_headers(code, response.headers_mut());
-        if let Error::RateLimited { retry_after_secs } = self.0 {
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.into());
-        }
+        crate::http::add_refusal_headers(&self.0, response.headers_mut());
         response
     }
 }
@@ -61,7 +58,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-        Ok(Caller(state.authenticator.authenticate(authorization).await?))
+        let authenticated = state.authenticator.authenticate(authorization).await;
+        let Ok(client) = ClientAddr::from_request_parts(parts, state).await;
+        state.rate_limiter.admit(authenticated.as_ref().ok(), client)?;
+        Ok(Caller(authenticated?))
     }
 }
 
