@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{Authenticator, UserTokens},
-    config::Config,
+    config::{Config, ConnectionLimits},
     crypto::{self, EncryptionKey, Keyring, KeyringHandle},
     db,
     domain::{
@@ -29,6 +29,8 @@ use crate::{
     },
     graphql::{self, Limits, Services},
     http::{self, AppState},
+    rate_limit::RateLimiter,
+    server,
 };
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -43,6 +45,7 @@ pub struct App {
     pub keyring: Arc<KeyringHandle>,
     /// Set on the very first start: the default organization and its master token.
     pub bootstrap: Option<Bootstrap>,
+    connections: ConnectionLimits,
 }
 
 impl App {
@@ -56,7 +59,7 @@ impl App {
         ensure_private_dir(&config.data_dir)?;
         let (keyring, new_key_file) = load_keyring(config)?;
         let ((user_tokens, fingerprinter), new_jwt_file) = load_user_tokens(config)?;
-        let db = db::connect(&config.database_url, config.database_kind).await?;
+        let db = db::connect(config).await?;
         db::migrate(&db).await?;
         installation::check_keyring(&db, &keyring).await?;
         let services = catalog::load_builtin(&db).await.context("cannot load the built-in service catalog")?;
@@ -79,8 +82,9 @@ impl App {
         let limits = Limits { introspection: config.introspection, ..Limits::default() };
         let followed_file = config.encryption_key.is_none().then(|| key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
-        let state = state(db, user_tokens, keyring.clone(), fingerprinter, &limits);
-        Ok(Self { state, keyring, bootstrap })
+        let state =
+            state(db, user_tokens, keyring.clone(), fingerprinter, &limits, RateLimiter::new(config.rate_limit));
+        Ok(Self { state, keyring, bootstrap, connections: config.connections })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -94,23 +98,8 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = signalled_tx.send(());
-        });
-        let mut server = std::pin::pin!(server.into_future());
-        tokio::select! {
-            result = &mut server => return result.context("server failed"),
-            _ = signalled_rx => tracing::info!("shutting down; finishing in-flight requests"),
-        }
-        match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-            Ok(result) => result.context("server failed"),
-            Err(_) => {
-                tracing::warn!("grace period over; dropping the remaining connections");
-                Ok(())
-            }
-        }
+        let router = self.router();
+        server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -124,6 +113,7 @@ fn state(
     keyring: Arc<KeyringHandle>,
     fingerprinter: Fingerprinter,
     limits: &Limits,
+    rate_limiter: RateLimiter,
 ) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
@@ -134,6 +124,8 @@ fn state(
         keyring,
         fingerprinter,
         documents: Arc::new(limits.document.clone()),
+        rate_limiter,
+        graphiql: limits.introspection,
     }
 }
 

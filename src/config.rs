@@ -1,7 +1,7 @@
 //! Runtime configuration. Values arrive as text (flags or `LATCHKEY_*` variables, read
 //! by the CLI) and are validated here; an invalid value names its variable.
 
-use std::{fmt, net::SocketAddr, path::PathBuf};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::SecretString;
 
@@ -16,11 +16,25 @@ pub struct RawConfig {
     pub jwt_secret: Option<SecretString>,
     pub log: Option<String>,
     pub introspection: Option<String>,
+    pub database_max_connections: Option<String>,
+    pub rate_limit_per_second: Option<String>,
+    pub rate_limit_burst: Option<String>,
+    pub max_connections: Option<String>,
+    pub header_timeout: Option<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "latchkey-data";
 pub const DEFAULT_LOG: &str = "info";
+pub const DEFAULT_SQLITE_CONNECTIONS: u32 = 8;
+pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 16;
+const MAX_DATABASE_CONNECTIONS: u32 = 1000;
+/// The public API's promise: 30 requests per second per token, bursts of 50.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 30;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 50;
+/// Well under the usual 1024 open files, leaving room for the database pool and files.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Validated configuration. Secret values stay wrapped; `Debug` never shows them.
 pub struct Config {
@@ -29,11 +43,32 @@ pub struct Config {
     /// May hold a database password, so it is kept as a secret.
     pub database_url: SecretString,
     pub database_kind: DatabaseKind,
+    /// The most database connections this process holds; requests beyond wait for one.
+    pub database_max_connections: u32,
     pub public_url: String,
     pub encryption_key: Option<SecretString>,
     pub jwt_secret: Option<SecretString>,
     pub log: String,
     pub introspection: bool,
+    /// `None` when rate limiting is off.
+    pub rate_limit: Option<RateLimit>,
+    pub connections: ConnectionLimits,
+}
+
+/// Requests per second each caller may make, with the burst it may spend at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, counted from when the
+    /// connection opens or its previous response was sent; an idle connection is closed then.
+    pub header_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,11 +83,14 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
             .field("database_kind", &self.database_kind)
+            .field("database_max_connections", &self.database_max_connections)
             .field("public_url", &self.public_url)
             .field("encryption_key", &self.encryption_key.as_ref().map(|_| "[redacted]"))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("log", &self.log)
             .field("introspection", &self.introspection)
+            .field("rate_limit", &self.rate_limit)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +135,21 @@ impl Config {
             ));
         };
 
+        let database_max_connections = match raw.database_max_connections.as_deref().map(str::trim) {
+            None | Some("") => match database_kind {
+                DatabaseKind::Sqlite => DEFAULT_SQLITE_CONNECTIONS,
+                DatabaseKind::Postgres => DEFAULT_POSTGRES_CONNECTIONS,
+            },
+            Some(text) => {
+                text.parse().ok().filter(|n| (1..=MAX_DATABASE_CONNECTIONS).contains(n)).ok_or_else(|| {
+                    invalid(
+                        "LATCHKEY_DATABASE_MAX_CONNECTIONS",
+                        format!("{text:?} is not a whole number from 1 to {MAX_DATABASE_CONNECTIONS}"),
+                    )
+                })?
+            }
+        };
+
         let public_url = match raw.public_url {
             Some(url) => {
                 let url = url.trim().trim_end_matches('/').to_owned();
@@ -120,17 +173,46 @@ impl Config {
             }
         };
 
+        let per_second =
+            number(raw.rate_limit_per_second, "LATCHKEY_RATE_LIMIT_PER_SECOND", DEFAULT_RATE_LIMIT_PER_SECOND)?;
+        let burst = number(raw.rate_limit_burst, "LATCHKEY_RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST)?;
+        let rate_limit = match (per_second, burst) {
+            (0, _) => None,
+            (_, 0) => return Err(invalid("LATCHKEY_RATE_LIMIT_BURST", "must be at least 1 while rate limits are on")),
+            (per_second, burst) => Some(RateLimit { per_second, burst }),
+        };
+        let max_connections = number(raw.max_connections, "LATCHKEY_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?;
+        if max_connections == 0 {
+            return Err(invalid("LATCHKEY_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        let header_timeout = number(raw.header_timeout, "LATCHKEY_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT.as_secs())?;
+        if header_timeout == 0 {
+            return Err(invalid("LATCHKEY_HEADER_TIMEOUT", "must be at least 1 second"));
+        }
+        let connections = ConnectionLimits { max_connections, header_timeout: Duration::from_secs(header_timeout) };
+
         Ok(Config {
             bind,
             data_dir,
             database_url: database_url.into(),
             database_kind,
+            database_max_connections,
             public_url,
             encryption_key: raw.encryption_key,
             jwt_secret: raw.jwt_secret,
             log,
             introspection,
+            rate_limit,
+            connections,
         })
+    }
+}
+
+/// A whole number, or `default` when the value is absent.
+fn number<T: std::str::FromStr>(raw: Option<String>, variable: &'static str, default: T) -> Result<T, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|_| invalid(variable, format!("{text:?} is not a whole number"))),
     }
 }
 
@@ -145,6 +227,14 @@ mod tests {
         assert_eq!(config.database_kind, DatabaseKind::Sqlite);
         assert_eq!(config.public_url, "http://127.0.0.1:8080");
         assert!(config.introspection);
+        assert_eq!(config.rate_limit, Some(RateLimit { per_second: 30, burst: 50 }));
+        assert_eq!(config.connections.max_connections, 512);
+    }
+
+    #[test]
+    fn a_rate_limit_of_zero_turns_rate_limiting_off() {
+        let raw = RawConfig { rate_limit_per_second: Some("0".into()), ..Default::default() };
+        assert_eq!(Config::from_raw(raw).unwrap().rate_limit, None);
     }
 
     #[test]
@@ -154,7 +244,18 @@ mod tests {
             (RawConfig { database_url: Some("mysql://x".into()), ..Default::default() }, "LATCHKEY_DATABASE_URL"),
             (RawConfig { public_url: Some("ftp://x".into()), ..Default::default() }, "LATCHKEY_PUBLIC_URL"),
             (RawConfig { log: Some("[[[".into()), ..Default::default() }, "LATCHKEY_LOG"),
+            (
+                RawConfig { database_max_connections: Some("0".into()), ..Default::default() },
+                "LATCHKEY_DATABASE_MAX_CONNECTIONS",
+            ),
             (RawConfig { introspection: Some("maybe".into()), ..Default::default() }, "LATCHKEY_INTROSPECTION"),
+            (
+                RawConfig { rate_limit_per_second: Some("-1".into()), ..Default::default() },
+                "LATCHKEY_RATE_LIMIT_PER_SECOND",
+            ),
+            (RawConfig { rate_limit_burst: Some("0".into()), ..Default::default() }, "LATCHKEY_RATE_LIMIT_BURST"),
+            (RawConfig { max_connections: Some("0".into()), ..Default::default() }, "LATCHKEY_MAX_CONNECTIONS"),
+            (RawConfig { header_timeout: Some("10s".into()), ..Default::default() }, "LATCHKEY_HEADER_TIMEOUT"),
         ];
         for (raw, variable) in cases {
             let err = Config::from_raw(raw).unwrap_err();

@@ -96,6 +96,8 @@ pub enum Error {
     Conflict(String),
     #[error("rate limit exceeded; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("the request body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
     #[error("{0}")]
     NotSupported(&'static str),
     /// Anything the client cannot fix. The cause is logged, the client sees a generic text.
@@ -112,6 +114,7 @@ impl Error {
             Error::BadInput(_) => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,
             Error::RateLimited { .. } => Code::RateLimited,
+            Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Error::NotSupported(_) => Code::NotSupported,
             Error::Internal(_) => Code::Internal,
         }

@@ -7,16 +7,18 @@ mod graphql;
 
 use axum::{
     Json, Router,
+    body::Body,
     extract::{FromRef, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::{
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
@@ -28,7 +30,9 @@ use crate::{
     crypto::KeyringHandle,
     domain::idempotency::{Fingerprinter, Idempotency, IdempotencyKey},
     error::{Code, Error},
+    graphiql,
     graphql::{LatchkeySchema, document::DocumentLimits},
+    rate_limit::RateLimiter,
 };
 
 /// Largest request body accepted, checked before parsing.
@@ -48,6 +52,9 @@ pub struct AppState {
     pub keyring: Arc<KeyringHandle>,
     /// The bounds every GraphQL document passes before anything else happens to it.
     pub documents: Arc<DocumentLimits>,
+    pub rate_limiter: RateLimiter,
+    /// GraphiQL is served only where introspection is on; without it the page is useless.
+    pub graphiql: bool,
     pub fingerprinter: Fingerprinter,
 }
 
@@ -70,11 +77,13 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(read_body));
 
+    let graphiql = state.graphiql;
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .merge(if graphiql { graphiql::assets() } else { Router::new() })
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/core/v1", crate::rest::router())
@@ -91,6 +100,38 @@ pub fn status_of(code: Code) -> StatusCode {
 pub fn add_error_headers(code: Code, headers: &mut HeaderMap) {
     if code == Code::Unauthenticated {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"latchkey\""));
+    }
+}
+
+/// Headers an answer refusing `err` carries, on every transport: those of its code, and
+/// the retry hint of a rate limit.
+pub fn add_refusal_headers(err: &Error, headers: &mut HeaderMap) {
+    add_error_headers(err.code(), headers);
+    if let Error::RateLimited { retry_after_secs } = err {
+        headers.insert(header::RETRY_AFTER, (*retry_after_secs).into());
+    }
+}
+
+/// Reads the whole body before any handler, up to [`MAX_BODY_BYTES`]: a body over the
+/// limit is refused with 413 whether it declares its length or comes in chunks. Inside
+/// the timeout, so a body sent slowly ends with 408.
+async fn read_body(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let refuse = |err: Error| {
+        if parts.uri.path() == "/graphql" {
+            graphql::refusal(graphql::Media::negotiate(&parts.headers), &err)
+        } else {
+            crate::rest::RestError::from(err).into_response()
+        }
+    };
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return refuse(Error::PayloadTooLarge { limit_bytes: MAX_BODY_BYTES });
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
+        Err(err) if err.is::<LengthLimitError>() => refuse(Error::PayloadTooLarge { limit_bytes: MAX_BODY_BYTES }),
+        Err(_) => refuse(Error::bad_input("the request body could not be read")),
     }
 }
 

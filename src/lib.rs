@@ -12,10 +12,13 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod rate_limit;
 pub mod rest;
+pub mod server;
 
 pub use app::App;
 pub use config::Config;

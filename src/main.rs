@@ -57,6 +57,21 @@ struct Options {
     /// Allow GraphQL introspection and field suggestions (true/false) [default: true]
     #[arg(long, env = "LATCHKEY_INTROSPECTION", global = true)]
     introspection: Option<String>,
+    /// Most database connections per process; requests beyond wait for one [default: 8 on SQLite, 16 on PostgreSQL]
+    #[arg(long, env = "LATCHKEY_DATABASE_MAX_CONNECTIONS", global = true)]
+    database_max_connections: Option<String>,
+    /// Requests per second per token (per client address without one); 0 turns limits off [default: 30]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_PER_SECOND", global = true)]
+    rate_limit_per_second: Option<String>,
+    /// Requests a caller may send at once before the per-second rate applies [default: 50]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_BURST", global = true)]
+    rate_limit_burst: Option<String>,
+    /// Connections served at once; more wait until one closes [default: 512]
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", global = true)]
+    max_connections: Option<String>,
+    /// Seconds a client may take to send request headers; idle connections close after it [default: 30]
+    #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", global = true)]
+    header_timeout: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +186,11 @@ impl Options {
             jwt_secret: self.jwt_secret.map(SecretString::from),
             log: self.log,
             introspection: self.introspection,
+            database_max_connections: self.database_max_connections,
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
         })
     }
 }
@@ -234,7 +254,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(bootstrap) = &app.bootstrap {
         hand_over_initial_token(&bootstrap.org.name, &bootstrap.master_token, &config)?;
     }
-    tracing::info!(address = %config.bind, database = ?config.database_kind, "latchkey is serving; GraphiQL at {}/graphql", config.public_url);
+    tracing::info!(address = %config.bind, database = ?config.database_kind, "latchkey is serving at {}/graphql", config.public_url);
+    if config.introspection {
+        tracing::info!("GraphiQL at {}/graphql (turned off with LATCHKEY_INTROSPECTION=false)", config.public_url);
+    }
     app.serve(listener, latchkey::app::shutdown_signal()).await
 }
 
@@ -269,7 +292,7 @@ fn print_new_token(what: &str, token: &SecretString, config: &Config) {
 
 async fn operator_db(config: &Config) -> anyhow::Result<DatabaseConnection> {
     app::ensure_private_dir(&config.data_dir)?;
-    let db = db::connect(&config.database_url, config.database_kind).await?;
+    let db = db::connect(config).await?;
     db::migrate(&db).await?;
     Ok(db)
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -131,6 +131,21 @@ async fn find_row(
     id: AuthenticationId,
 ) -> Result<authentication::Model> {
     scoped(caller).filter(authentication::Column::Id.eq(id.0)).one(conn).await?.ok_or(Error::NotFound("authentication"))
+}
+
+/// The row, locked until the transaction ends (PostgreSQL): replacements and removals of
+/// one authentication take turns, and a removal waits for instance writes that use it.
+async fn row_for_update(
+    conn: &impl ConnectionTrait,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+) -> Result<authentication::Model> {
+    scoped(caller)
+        .filter(authentication::Column::Id.eq(id.0))
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("authentication"))
 }
 
 fn object(field: &str, value: Value) -> Result<Value> {
@@ -310,6 +325,10 @@ pub async fn create(
             return idempotency::replayed(get(db, caller, AuthenticationId(id)).await, "authentication");
         }
     };
+    if let Some(owner) = owner {
+        super::users::hold(&txn, org_id, owner).await?;
+    }
+    catalog::hold_environment(&txn, org_id, &environment).await?;
     let row = authentication::Entity::insert(row).exec_with_returning(&txn).await?;
     audit::record(&txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
     txn.commit().await?;
@@ -353,8 +372,8 @@ pub async fn replace(
     id: AuthenticationId,
     replacement: Replacement,
 ) -> Result<Authentication> {
-    let txn = db.begin().await?;
-    let row = find_row(&txn, caller, id).await?;
+    let txn = crate::db::write(db).await?;
+    let row = row_for_update(&txn, caller, id).await?;
     let org_id = OrgId(row.org_id);
     let owner = row.owner_user_id.map(UserId);
     let environment = catalog::environment(&txn, caller, EnvironmentId(row.environment_id)).await?;
@@ -382,8 +401,8 @@ pub async fn replace(
 }
 
 pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: AuthenticationId) -> Result<()> {
-    let txn = db.begin().await?;
-    let row = find_row(&txn, caller, id).await?;
+    let txn = crate::db::write(db).await?;
+    let row = row_for_update(&txn, caller, id).await?;
     let users = super::instances::using_authentication(&txn, caller, id).await?;
     if !users.is_empty() {
         return Err(Error::Conflict(format!("the authentication is used by solution instances: {}", users.join(", "))));

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait, sea_query::OnConflict,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -214,7 +214,7 @@ fn parse_catalog(text: &str) -> anyhow::Result<CatalogFile> {
 pub async fn load_builtin(db: &DatabaseConnection) -> anyhow::Result<usize> {
     let catalog = parse_catalog(BUILTIN_CATALOG)?;
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     for entry in &catalog.services {
         let row = service::ActiveModel {
             id: Set(entry.id),
@@ -467,10 +467,35 @@ fn checked_schema(field: &str, schema: Option<Value>, fallback: &Value) -> Resul
     Ok(schema.to_string())
 }
 
-/// A custom service of the organization, or NOT_FOUND (built-in ones are read-only).
+/// Share-locks a service and one of its environments until the transaction ends
+/// (PostgreSQL), for writes that add rows using them: a concurrent removal waits and then
+/// sees those rows, or has already happened and they answer `NOT_FOUND`.
+pub(crate) async fn hold_environment(
+    conn: &impl ConnectionTrait,
+    org_id: OrgId,
+    environment: &Environment,
+) -> Result<()> {
+    service::Entity::find_by_id(environment.service_id.0)
+        .filter(visible_to(org_id, service::Column::OrgId))
+        .lock_shared()
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("service"))?;
+    service_environment::Entity::find_by_id(environment.id.0)
+        .filter(visible_to(org_id, service_environment::Column::OrgId))
+        .lock_shared()
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("service environment"))?;
+    Ok(())
+}
+
+/// A custom service of the organization, or NOT_FOUND (built-in ones are read-only);
+/// locked until the transaction ends (PostgreSQL).
 async fn own_service(conn: &impl ConnectionTrait, org_id: OrgId, id: ServiceId) -> Result<service::Model> {
     let row = service::Entity::find_by_id(id.0)
         .filter(visible_to(org_id, service::Column::OrgId))
+        .lock_exclusive()
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service"))?;
@@ -480,6 +505,7 @@ async fn own_service(conn: &impl ConnectionTrait, org_id: OrgId, id: ServiceId) 
     Ok(row)
 }
 
+/// An environment of the organization's own, locked until the transaction ends (PostgreSQL).
 async fn own_environment(
     conn: &impl ConnectionTrait,
     org_id: OrgId,
@@ -487,6 +513,7 @@ async fn own_environment(
 ) -> Result<service_environment::Model> {
     let row = service_environment::Entity::find_by_id(id.0)
         .filter(visible_to(org_id, service_environment::Column::OrgId))
+        .lock_exclusive()
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service environment"))?;
@@ -523,6 +550,10 @@ pub async fn create_service(
         Begun::Fresh(txn) => txn,
         Begun::Replay(id) => return idempotency::replayed(service(db, scope.into(), ServiceId(id)).await, "service"),
     };
+    // Names are unique among the services an organization sees, built-in ones included, so
+    // no index can say it: creates of one organization take turns on its row (PostgreSQL;
+    // SQLite's write transactions already do), and the check below sees every earlier one.
+    entity::organization::Entity::find_by_id(scope.org_id().0).lock_exclusive().one(&txn).await?;
     let taken = service::Entity::find()
         .filter(visible_to(scope.org_id(), service::Column::OrgId))
         .filter(service::Column::Name.eq(name.as_str()))
@@ -559,7 +590,7 @@ pub async fn update_service(
 ) -> Result<Service> {
     let title = patch.title.as_deref().map(|title| required_text("title", title, 200)).transpose()?;
     let icon = patch.icon.as_deref().map(|icon| http_url("icon", icon)).transpose()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let mut row: service::ActiveModel = own_service(&txn, scope.org_id(), id).await?.into();
     if let Some(title) = title {
         row.title = Set(title);
@@ -591,7 +622,7 @@ async fn refuse_if_used(
 }
 
 pub async fn remove_service(db: &DatabaseConnection, scope: &MasterScope, id: ServiceId) -> Result<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     own_service(&txn, scope.org_id(), id).await?;
     refuse_if_used(&txn, authentication::Column::ServiceId, id.0, "service").await?;
     service::Entity::delete_by_id(id.0).exec(&txn).await?;
@@ -662,7 +693,13 @@ pub async fn create_environment(
             return idempotency::replayed(environment, "service environment");
         }
     };
-    let service = service(&txn, scope.into(), service_id).await?;
+    let service: Service = service::Entity::find_by_id(service_id.0)
+        .filter(visible_to(scope.org_id(), service::Column::OrgId))
+        .lock_shared()
+        .one(&txn)
+        .await?
+        .map(Into::into)
+        .ok_or(Error::NotFound("service"))?;
     let template = environments(&txn, scope.into(), service.id).await?.into_iter().next();
     let empty = serde_json::json!({});
     let credentials_schema = checked_schema(
@@ -713,7 +750,7 @@ pub async fn update_environment(
     id: EnvironmentId,
     patch: EnvironmentPatch,
 ) -> Result<Environment> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let current = own_environment(&txn, scope.org_id(), id).await?;
     let mut row: service_environment::ActiveModel = current.clone().into();
     if let Some(title) = patch.title {
@@ -739,7 +776,7 @@ pub async fn update_environment(
 }
 
 pub async fn remove_environment(db: &DatabaseConnection, scope: &MasterScope, id: EnvironmentId) -> Result<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     own_environment(&txn, scope.org_id(), id).await?;
     refuse_if_used(&txn, authentication::Column::EnvironmentId, id.0, "service environment").await?;
     service_environment::Entity::delete_by_id(id.0).exec(&txn).await?;

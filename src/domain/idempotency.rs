@@ -15,7 +15,7 @@ use chrono::{Duration, Utc};
 use hmac::{Hmac, Mac};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait, sea_query::OnConflict,
+    QueryOrder, QuerySelect, sea_query::OnConflict,
 };
 use serde_json::Value;
 use sha2::Sha256;
@@ -209,13 +209,13 @@ pub enum Begun {
 /// the same key answers [`Begun::Replay`] for the same request and `CONFLICT` for another.
 pub async fn begin(db: &DatabaseConnection, claim: Option<&Claim>, resource_id: Uuid) -> Result<Begun> {
     let Some(claim) = claim else {
-        return Ok(Begun::Fresh(db.begin().await?));
+        return Ok(Begun::Fresh(crate::db::write(db).await?));
     };
     purge_expired(db).await;
     if let Some(record) = live_record(db, claim).await? {
         return settle(claim, &record);
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let now = Utc::now();
     let record = idempotency_key::ActiveModel {
         id: Set(Uuid::now_v7()),

@@ -3,8 +3,7 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::OnConflict,
 };
 use secrecy::SecretString;
 
@@ -44,7 +43,7 @@ async fn insert_once(conn: &impl ConnectionTrait, key: &str, value: &str) -> Res
 /// `None`. Replicas starting together agree on one bootstrap: the first to insert the
 /// bootstrap row makes the others wait on it, and they find it there once it commits.
 pub async fn initialise(db: &DatabaseConnection, keyring: &Keyring) -> Result<Option<Bootstrap>> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     record_keyring(&txn, keyring).await?;
     if !insert_once(&txn, BOOTSTRAP_KEY, &Utc::now().to_rfc3339()).await? {
         txn.commit().await?;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, TransactionTrait,
+    PaginatorTrait, QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -135,9 +135,11 @@ async fn merge_values(
         let not_yours =
             || Error::bad_input(format!("authId of auth slot {external_id:?} is not one of your authentications"));
         let id = AuthenticationId::parse(&auth_id).map_err(|_| not_yours())?;
+        // Share-locked so that the authentication cannot be removed before this commits.
         let row = authentication::Entity::find_by_id(id.0)
             .filter(authentication::Column::OrgId.eq(scope.org_id().0))
             .filter(authentication::Column::OwnerUserId.eq(scope.user_id().0))
+            .lock_shared()
             .one(txn)
             .await?
             .ok_or_else(not_yours)?;
@@ -253,6 +255,7 @@ pub async fn create(
             return idempotency::replayed(get(db, Caller::User(scope), InstanceId(id)).await, "solution instance");
         }
     };
+    super::users::hold(&txn, scope.org_id(), scope.user_id()).await?;
     let (solution, definition) = solutions::latest(&txn, scope.org_id(), new.solution_id).await?;
     let (mut auth, mut config) = (BTreeMap::new(), BTreeMap::new());
     merge_values(&txn, scope, &definition, new.values, &mut auth, &mut config).await?;
@@ -277,10 +280,18 @@ pub async fn create(
     get(db, Caller::User(scope), id).await
 }
 
-async fn own_row(conn: &impl ConnectionTrait, scope: &UserScope, id: InstanceId) -> Result<solution_instance::Model> {
+/// The caller's instance row, locked until the transaction ends (PostgreSQL; SQLite's
+/// immediate transactions already admit one writer). Writers of one instance take turns,
+/// each reading the values the one before it wrote, so every acknowledged merge survives.
+async fn own_row_for_update(
+    conn: &impl ConnectionTrait,
+    scope: &UserScope,
+    id: InstanceId,
+) -> Result<solution_instance::Model> {
     solution_instance::Entity::find_by_id(id.0)
         .filter(solution_instance::Column::OrgId.eq(scope.org_id().0))
         .filter(solution_instance::Column::OwnerUserId.eq(scope.user_id().0))
+        .lock_exclusive()
         .one(conn)
         .await?
         .ok_or(Error::NotFound("solution instance"))
@@ -323,8 +334,8 @@ pub async fn update(
     patch: InstancePatch,
 ) -> Result<Instance> {
     let name = patch.name.as_deref().map(|name| required_text("instanceName", name, 256)).transpose()?;
-    let txn = db.begin().await?;
-    let row = own_row(&txn, scope, id).await?;
+    let txn = crate::db::write(db).await?;
+    let row = own_row_for_update(&txn, scope, id).await?;
     let definition = solutions::versions_unscoped(&txn, &[(row.solution_id, row.solution_version)])
         .await?
         .remove(&(row.solution_id, row.solution_version))
@@ -369,8 +380,8 @@ pub async fn update(
 /// Moves the instance to the latest published version, keeping the values whose slots
 /// remain, applying `values`, and refusing when a required slot would have none.
 pub async fn upgrade(db: &DatabaseConnection, scope: &UserScope, id: InstanceId, values: Values) -> Result<Instance> {
-    let txn = db.begin().await?;
-    let row = own_row(&txn, scope, id).await?;
+    let txn = crate::db::write(db).await?;
+    let row = own_row_for_update(&txn, scope, id).await?;
     let (solution, definition) = solutions::latest(&txn, scope.org_id(), SolutionId(row.solution_id)).await?;
     let (mut auth, mut config) = current_values(&txn, row.id).await?;
     auth.retain(|external_id, _| definition.auth_slot(external_id).is_some());
@@ -398,8 +409,8 @@ pub async fn upgrade(db: &DatabaseConnection, scope: &UserScope, id: InstanceId,
 }
 
 pub async fn remove(db: &DatabaseConnection, scope: &UserScope, id: InstanceId) -> Result<()> {
-    let txn = db.begin().await?;
-    own_row(&txn, scope, id).await?;
+    let txn = crate::db::write(db).await?;
+    own_row_for_update(&txn, scope, id).await?;
     solution_instance::Entity::delete_by_id(id.0).exec(&txn).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.removed", Some(id.0)).await?;
     txn.commit().await?;

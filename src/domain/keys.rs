@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    sea_query::Expr,
 };
 
 use super::{audit, authentications, catalog, orgs};
@@ -103,7 +103,7 @@ pub async fn reseal_batch(db: &DatabaseConnection, keyring: &Keyring, batch: u64
         return Ok(0);
     }
     let active = keyring.active().id();
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let mut moved = 0;
     for candidate in candidates {
         let updated = match candidate {
@@ -231,7 +231,7 @@ pub async fn retire(db: &DatabaseConnection, keyring: &Keyring, key_id: &str) ->
             "key {key_id} is the active key and cannot be retired; rotate to a new key first"
         )));
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let used = rows_sealed_by(&txn, key_id).await?;
     if used > 0 {
         return Err(Error::Conflict(format!(

@@ -53,7 +53,7 @@ pub async fn create_with_master_token(
     name: &str,
     label: &str,
 ) -> Result<(Organization, SecretString)> {
-    let txn = conn.begin().await?;
+    let txn = crate::db::write(conn).await?;
     let org = create(&txn, name).await?;
     let (token, secret) = master_tokens::create(&txn, org.id, label).await?;
     audit::record(&txn, org.id, audit::Actor::System, "master_token.created", Some(token.id.0)).await?;

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, TransactionTrait,
+    QueryFilter, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -247,12 +247,15 @@ fn workflows(names: Vec<String>, previous: &[Workflow]) -> Vec<Workflow> {
         .collect()
 }
 
-async fn own_row(conn: &impl ConnectionTrait, org_id: OrgId, id: SolutionId) -> Result<solution::Model> {
-    solution::Entity::find_by_id(id.0)
-        .filter(solution::Column::OrgId.eq(org_id.0))
-        .one(conn)
-        .await?
-        .ok_or(Error::NotFound("solution"))
+fn own(org_id: OrgId, id: SolutionId) -> sea_orm::Select<solution::Entity> {
+    solution::Entity::find_by_id(id.0).filter(solution::Column::OrgId.eq(org_id.0))
+}
+
+/// The solution row, locked for the rest of the transaction (PostgreSQL): edits, publishes
+/// and removals of one solution take turns, so none builds on a draft or version another
+/// is replacing.
+async fn own_row_for_update(conn: &impl ConnectionTrait, org_id: OrgId, id: SolutionId) -> Result<solution::Model> {
+    own(org_id, id).lock_exclusive().one(conn).await?.ok_or(Error::NotFound("solution"))
 }
 
 fn master_view(row: solution::Model) -> Result<Solution> {
@@ -285,7 +288,7 @@ pub async fn create(
     let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
         Begun::Fresh(txn) => txn,
         Begun::Replay(id) => {
-            let row = own_row(db, scope.org_id(), SolutionId(id)).await;
+            let row = own(scope.org_id(), SolutionId(id)).one(db).await?.ok_or(Error::NotFound("solution"));
             return idempotency::replayed(row, "solution").and_then(master_view);
         }
     };
@@ -323,8 +326,8 @@ pub async fn update(
     id: SolutionId,
     patch: SolutionPatch,
 ) -> Result<Solution> {
-    let txn = db.begin().await?;
-    let row = own_row(&txn, scope.org_id(), id).await?;
+    let txn = crate::db::write(db).await?;
+    let row = own_row_for_update(&txn, scope.org_id(), id).await?;
     let mut definition = parse_definition(&row.draft)?;
     if let Some(title) = patch.title {
         definition.title = title.trim().to_owned();
@@ -360,8 +363,8 @@ pub async fn update(
 
 /// Publishes the draft as the next version.
 pub async fn publish(db: &DatabaseConnection, scope: &MasterScope, id: SolutionId) -> Result<Solution> {
-    let txn = db.begin().await?;
-    let row = own_row(&txn, scope.org_id(), id).await?;
+    let txn = crate::db::write(db).await?;
+    let row = own_row_for_update(&txn, scope.org_id(), id).await?;
     let version = row.latest_version + 1;
     solution_version::Entity::insert(solution_version::ActiveModel {
         solution_id: Set(row.id),
@@ -383,8 +386,8 @@ pub async fn publish(db: &DatabaseConnection, scope: &MasterScope, id: SolutionI
 }
 
 pub async fn remove(db: &DatabaseConnection, scope: &MasterScope, id: SolutionId) -> Result<()> {
-    let txn = db.begin().await?;
-    own_row(&txn, scope.org_id(), id).await?;
+    let txn = crate::db::write(db).await?;
+    own_row_for_update(&txn, scope.org_id(), id).await?;
     let instances =
         solution_instance::Entity::find().filter(solution_instance::Column::SolutionId.eq(id.0)).count(&txn).await?;
     if instances > 0 {
@@ -477,13 +480,15 @@ pub(crate) async fn rows(
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
 
-/// A published solution of the organization, with its latest definition.
+/// A published solution of the organization, with its latest definition, for an instance
+/// write. The row stays share-locked (PostgreSQL) until the transaction ends, so the
+/// solution cannot be removed or republished under the instance being written.
 pub(crate) async fn latest(
     conn: &impl ConnectionTrait,
     org_id: OrgId,
     id: SolutionId,
 ) -> Result<(solution::Model, Definition)> {
-    let row = own_row(conn, org_id, id).await?;
+    let row = own(org_id, id).lock_shared().one(conn).await?.ok_or(Error::NotFound("solution"))?;
     if row.latest_version == 0 {
         return Err(Error::NotFound("solution"));
     }

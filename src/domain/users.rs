@@ -5,7 +5,7 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use secrecy::SecretString;
@@ -70,13 +70,31 @@ pub struct UserCriteria {
     pub is_test_user: Option<bool>,
 }
 
+fn of_org(org_id: OrgId, user_id: UserId) -> sea_orm::Select<external_user::Entity> {
+    external_user::Entity::find_by_id(user_id.0).filter(external_user::Column::OrgId.eq(org_id.0))
+}
+
 /// The row of `user_id` in `org_id`, or `NOT_FOUND` (for a foreign id too).
 async fn find_row(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<external_user::Model> {
-    external_user::Entity::find_by_id(user_id.0)
-        .filter(external_user::Column::OrgId.eq(org_id.0))
-        .one(conn)
-        .await?
-        .ok_or(Error::NotFound("user"))
+    of_org(org_id, user_id).one(conn).await?.ok_or(Error::NotFound("user"))
+}
+
+/// Share-locks a live user's row until the transaction ends (PostgreSQL), for writes that
+/// add rows of that user or read its token version: a concurrent removal or revocation
+/// then waits for them and takes their rows and tokens along, or has already happened and
+/// they answer `NOT_FOUND`, never a foreign-key failure.
+async fn shared_row(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<external_user::Model> {
+    of_org(org_id, user_id).lock_shared().one(conn).await?.ok_or(Error::NotFound("user"))
+}
+
+/// [`shared_row`] for writes that only need the user to stay.
+pub(crate) async fn hold(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<()> {
+    shared_row(conn, org_id, user_id).await.map(drop)
+}
+
+/// The user's row, locked until the transaction ends (PostgreSQL).
+async fn row_for_update(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<external_user::Model> {
+    of_org(org_id, user_id).lock_exclusive().one(conn).await?.ok_or(Error::NotFound("user"))
 }
 
 async fn get(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<ExternalUser> {
@@ -133,8 +151,8 @@ pub async fn update(
     patch: UserPatch,
 ) -> Result<ExternalUser> {
     let name = patch.name.as_deref().map(|name| required_text("name", name, MAX_NAME)).transpose()?;
-    let txn = db.begin().await?;
-    let mut row: external_user::ActiveModel = find_row(&txn, scope.org_id(), user_id).await?.into();
+    let txn = crate::db::write(db).await?;
+    let mut row: external_user::ActiveModel = row_for_update(&txn, scope.org_id(), user_id).await?.into();
     if let Some(name) = name {
         row.name = Set(name);
     }
@@ -152,7 +170,10 @@ pub async fn update(
 /// (cascading from the user row) their authentications and codes. Their user tokens stop
 /// working with the row.
 pub async fn remove(db: &DatabaseConnection, scope: &MasterScope, user_id: UserId) -> Result<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
+    // Locked first: rows being added for the user commit before this goes on, and the
+    // deletes below then see them.
+    row_for_update(&txn, scope.org_id(), user_id).await?;
     super::instances::remove_all_of(&txn, scope.org_id(), user_id).await?;
     let deleted = external_user::Entity::delete_many()
         .filter(external_user::Column::Id.eq(user_id.0))
@@ -197,8 +218,8 @@ pub async fn authorize(
     scope: &MasterScope,
     user_id: UserId,
 ) -> Result<MintedToken> {
-    let txn = db.begin().await?;
-    let row = find_row(&txn, scope.org_id(), user_id).await?;
+    let txn = crate::db::write(db).await?;
+    let row = shared_row(&txn, scope.org_id(), user_id).await?;
     let minted = tokens.mint(scope.org_id(), user_id, row.token_version).map_err(Error::internal)?;
     audit::record(&txn, scope.org_id(), scope.into(), "user_token.minted", Some(user_id.0)).await?;
     txn.commit().await?;
@@ -211,8 +232,8 @@ pub async fn generate_authorization_code(
     scope: &MasterScope,
     user_id: UserId,
 ) -> Result<SecretString> {
-    let txn = db.begin().await?;
-    find_row(&txn, scope.org_id(), user_id).await?;
+    let txn = crate::db::write(db).await?;
+    hold(&txn, scope.org_id(), user_id).await?;
     let code = authorization_codes::issue(&txn, scope.org_id(), user_id).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "authorization_code.issued", Some(user_id.0)).await?;
     txn.commit().await?;
@@ -221,7 +242,7 @@ pub async fn generate_authorization_code(
 
 /// Exchanges an authorization code for the end user it was issued to (hosted pages).
 pub async fn redeem_authorization_code(db: &DatabaseConnection, code: &str) -> Result<(OrgId, ExternalUser)> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let (org_id, user_id) =
         authorization_codes::consume(&txn, code).await?.ok_or(Error::NotFound("authorization code"))?;
     let user = get(&txn, org_id, user_id).await?;
@@ -232,7 +253,7 @@ pub async fn redeem_authorization_code(db: &DatabaseConnection, code: &str) -> R
 
 /// Invalidates every user token of `user_id` minted so far, keeping the user.
 pub async fn revoke_tokens(db: &DatabaseConnection, scope: &MasterScope, user_id: UserId) -> Result<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::write(db).await?;
     let updated = external_user::Entity::update_many()
         .col_expr(external_user::Column::TokenVersion, Expr::col(external_user::Column::TokenVersion).add(1))
         .filter(external_user::Column::Id.eq(user_id.0))

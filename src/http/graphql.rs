@@ -12,21 +12,22 @@
 
 use async_graphql::{
     ErrorExtensions, ServerError,
-    http::GraphiQLSource,
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use axum::{
     body::Bytes,
     extract::{Query, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use tracing::Instrument;
 
-use super::{AppState, add_error_headers, attach_idempotency_key, status_of};
+use super::{AppState, add_error_headers, add_refusal_headers, attach_idempotency_key, status_of};
 use crate::{
-    error::Code,
+    error::{Code, Error},
+    graphiql,
     graphql::document::{self, DocumentLimits, Refusal},
+    rate_limit::ClientAddr,
 };
 
 /// The media type of an answer, chosen from the request's `Accept`.
@@ -133,6 +134,25 @@ pub fn failure(media: Media, code: Code, message: &str) -> Response {
     answer(media, &async_graphql::Response::from_errors(vec![coded(message, None, code)]), Some(code))
 }
 
+/// A request refused before execution for `err`, with its retry hint when it has one
+/// (`extensions.retryAfter` in seconds, and the `Retry-After` header).
+pub fn refusal(media: Media, err: &Error) -> Response {
+    let code = err.code();
+    let mut error = coded(err.public_message(), None, code);
+    if let Error::RateLimited { retry_after_secs } = err {
+        let seconds = *retry_after_secs;
+        error.extensions = async_graphql::Error::new("")
+            .extend_with(|_, extensions| {
+                extensions.set("code", code.as_str());
+                extensions.set("retryAfter", seconds);
+            })
+            .extensions;
+    }
+    let mut response = answer(media, &async_graphql::Response::from_errors(vec![error]), Some(code));
+    add_refusal_headers(err, response.headers_mut());
+    response
+}
+
 /// Passes the request's document through the gate and keeps it parsed for execution.
 fn admit(limits: &DocumentLimits, request: &mut async_graphql::Request) -> Result<(), Refusal> {
     request.set_parsed_query(document::admit(&request.query, limits)?);
@@ -148,10 +168,21 @@ fn refused(media: Media, refusal: &Refusal) -> Response {
     answer(media, &async_graphql::Response::from_errors(vec![coded(refusal.message(), refusal.pos(), code)]), None)
 }
 
-/// Runs an admitted request: authentication, then execution.
-async fn execute(state: &AppState, media: Media, headers: &HeaderMap, mut request: async_graphql::Request) -> Response {
+/// Runs an admitted request: authentication, the caller's rate limit, then execution.
+async fn execute(
+    state: &AppState,
+    media: Media,
+    headers: &HeaderMap,
+    client: ClientAddr,
+    mut request: async_graphql::Request,
+) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let principal = match state.authenticator.authenticate(authorization).await {
+    let authenticated = state.authenticator.authenticate(authorization).await;
+    // Charged as soon as the caller is known, refused tokens included, before execution.
+    if let Err(limited) = state.rate_limiter.admit(authenticated.as_ref().ok(), client) {
+        return refusal(media, &limited);
+    }
+    let principal = match authenticated {
         Ok(principal) => principal,
         Err(err) => return failure(media, err.code(), &err.public_message()),
     };
@@ -193,7 +224,12 @@ fn is_bound_refusal(message: &str) -> bool {
 
 /// `POST /graphql`: one GraphQL request as `application/json`. Batches and multipart
 /// uploads are not accepted.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let media = Media::negotiate(&headers);
     let body = match body {
         Ok(body) => body,
@@ -234,7 +270,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Resul
     if let Err(refusal) = admit(&state.documents, &mut request) {
         return refused(media, &refusal);
     }
-    execute(&state, media, &headers, request).await
+    execute(&state, media, &headers, client, request).await
 }
 
 /// `operationName` from a GET query string. async-graphql's query-string parser reads
@@ -246,7 +282,7 @@ struct OperationName {
 }
 
 /// `GET /graphql`: GraphiQL for a browser; queries (never mutations) from the query string.
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+pub async fn get(State(state): State<AppState>, client: ClientAddr, headers: HeaderMap, uri: Uri) -> Response {
     let media = Media::negotiate(&headers);
     let query_string = uri.query().unwrap_or_default();
     let mut request = match async_graphql::http::parse_query_string(query_string) {
@@ -260,8 +296,8 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
         }
     };
     if request.query.trim().is_empty() {
-        if accepts_html(&headers) {
-            return Html(GraphiQLSource::build().endpoint("/graphql").title("latchkey").finish()).into_response();
+        if accepts_html(&headers) && state.graphiql {
+            return graphiql::page();
         }
         return failure(media, Code::BadRequest, "a GET request needs a `query` parameter");
     }
@@ -277,7 +313,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, media, &headers, request).await
+    execute(&state, media, &headers, client, request).await
 }
 
 /// Whether the operation the request would run is a mutation.

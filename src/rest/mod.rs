@@ -20,6 +20,7 @@ use crate::{
     domain::idempotency::Idempotency,
     error::Error,
     http::AppState,
+    rate_limit::ClientAddr,
 };
 
 /// One endpoint under `/core/v1`: the router is built from these, and the access matrix
@@ -80,10 +81,7 @@ impl IntoResponse for RestError {
         let status = crate::http::status_of(code);
         let mut response =
             (status, Json(json!({"message": self.0.public_message(), "code": code.as_str()}))).into_response();
-        crate::http::add_error_headers(code, response.headers_mut());
-        if let Error::RateLimited { retry_after_secs } = self.0 {
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.into());
-        }
+        crate::http::add_refusal_headers(&self.0, response.headers_mut());
         response
     }
 }
@@ -104,7 +102,10 @@ impl FromRequestParts<AppState> for Caller {
             .copied()
             .ok_or_else(|| Error::internal(anyhow::anyhow!("a REST handler outside the route list")))?;
         let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let principal = state.authenticator.authenticate(authorization).await?;
+        let authenticated = state.authenticator.authenticate(authorization).await;
+        let Ok(client) = ClientAddr::from_request_parts(parts, state).await;
+        state.rate_limiter.admit(authenticated.as_ref().ok(), client)?;
+        let principal = authenticated?;
         principal.check(access)?;
         Ok(Caller(principal))
     }

@@ -228,3 +228,31 @@ async fn lookups_by_id_find_built_in_entries_for_everyone_and_custom_ones_only_i
     assert_eq!(error_code(&foreign).as_deref(), Some("NOT_FOUND"), "{foreign}");
     assert_eq!(foreign, missing);
 }
+
+#[tokio::test]
+async fn concurrent_creates_of_one_service_name_make_one_service() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let server = server.clone();
+        tasks.spawn(async move {
+            let body = server
+                .graphql(
+                    Some(&server.master),
+                    "mutation { createService(input: {name: \"acme-race\", title: \"Acme\"}) { service { id } } }",
+                    json!({}),
+                )
+                .await;
+            error_code(&body)
+        });
+    }
+    let mut codes = Vec::new();
+    while let Some(code) = tasks.join_next().await {
+        codes.push(code.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|code| code.is_none()).count(), 1, "{codes:?}");
+    assert!(codes.iter().flatten().all(|code| code == "CONFLICT"), "{codes:?}");
+    let data = server.ok(&server.master, "{ services(first: 100) { edges { node { name } } } }", json!({})).await;
+    let edges = data["services"]["edges"].as_array().unwrap();
+    assert_eq!(edges.iter().filter(|edge| edge["node"]["name"] == "acme-race").count(), 1, "one service");
+}

@@ -321,7 +321,7 @@ async fn a_page_of_instances_costs_the_same_statements_whatever_its_size() {
     s.server.create_instance(&s.token, &second, "other").await;
 
     let config = s.server.storage.config(|_| {});
-    let mut db = latchkey::db::connect(&config.database_url, config.database_kind).await.unwrap();
+    let mut db = latchkey::db::connect(&config).await.unwrap();
     let statements = Arc::new(AtomicUsize::new(0));
     let counter = statements.clone();
     db.set_metric_callback(move |_| {

@@ -112,6 +112,9 @@ impl Storage {
             data_dir: Some(self.dir.path().display().to_string()),
             database_url: self.database_url.clone(),
             log: Some("trace".into()),
+            // Far above what any test sends; rate-limit tests set their own.
+            rate_limit_per_second: Some("100000".into()),
+            rate_limit_burst: Some("100000".into()),
             ..RawConfig::default()
         };
         customize(&mut raw);
