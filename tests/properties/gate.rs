@@ -225,12 +225,22 @@ const PIECES: &[&str] = &[
 ];
 
 fn near_graphql() -> impl Strategy<Value = String> {
-    prop::collection::vec((0..PIECES.len(), any::<bool>()), 0..120).prop_map(|pieces| {
+    let soup = prop::collection::vec((0..PIECES.len(), any::<bool>()), 0..120).prop_map(|pieces| {
         pieces
             .into_iter()
             .map(|(piece, spaced)| if spaced { format!("{} ", PIECES[piece]) } else { PIECES[piece].to_owned() })
-            .collect()
-    })
+            .collect::<String>()
+    });
+    // A generated document with a piece put in place of a stretch of it: often still GraphQL.
+    let spliced = (document(), any::<prop::sample::Index>(), 0..8usize, 0..PIECES.len()).prop_map(
+        |(document, at, cut, piece)| {
+            let text: Vec<char> = Printer::print(&document).chars().collect();
+            let at = at.index(text.len());
+            let end = (at + cut).min(text.len());
+            text[..at].iter().chain(PIECES[piece].chars().collect::<Vec<_>>().iter()).chain(&text[end..]).collect()
+        },
+    );
+    prop_oneof![soup, spliced]
 }
 
 /// Text that scanners get wrong: brackets, quotes, backslashes and line ends.
@@ -508,8 +518,13 @@ proptest! {
 
     #[test]
     fn near_graphql_text_never_crashes_the_gate_and_what_passes_is_within_the_limits(text in near_graphql()) {
-        let limits = DocumentLimits { max_nesting: 6, max_depth: 4, max_selections: 12, max_aliases: 2, max_directives: 2, ..DocumentLimits::default() };
-        for limits in [DocumentLimits::default(), limits] {
+        let default = DocumentLimits::default();
+        let small = [
+            DocumentLimits { max_nesting: 4, ..default.clone() },
+            DocumentLimits { max_depth: 3, ..default.clone() },
+            DocumentLimits { max_selections: 12, max_aliases: 2, max_directives: 2, ..default.clone() },
+        ];
+        for limits in [default].into_iter().chain(small) {
             if admit_on_small_stack(text.clone(), limits.clone()).is_ok() {
                 assert_within(&text, &limits)?;
             }
