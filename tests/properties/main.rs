@@ -7,4 +7,5 @@ mod envelope;
 mod gate;
 mod ids;
 mod json;
+mod reference;
 mod tokens;
