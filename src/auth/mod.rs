@@ -231,6 +231,34 @@ mod tests {
         assert_eq!(bearer_token("Bearer "), None);
     }
 
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #[test]
+        fn bearer_in_any_case_then_a_token_carries_exactly_that_token(
+            scheme in "[bB][eE][aA][rR][eE][rR]",
+            token in "[!-~]{1,64}",
+            (before, between, after) in ("[ \t]{0,2}", " [ \t]{0,2}", "[ \t\r\n]{0,2}"),
+        ) {
+            let header = format!("{before}{scheme}{between}{token}{after}");
+            proptest::prop_assert_eq!(bearer_token(&header), Some(token.as_str()));
+        }
+
+        #[test]
+        fn any_header_gives_a_trimmed_token_from_a_bearer_header_or_none(
+            header in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                proptest::prelude::any::<String>().prop_map(|rest| format!("Bearer{rest}")),
+            ],
+        ) {
+            if let Some(token) = bearer_token(&header) {
+                proptest::prop_assert!(!token.is_empty() && token == token.trim() && header.contains(token));
+                let scheme = header.trim_start().get(..7).map(str::to_ascii_lowercase);
+                proptest::prop_assert_eq!(scheme.as_deref(), Some("bearer "));
+            }
+        }
+    }
+
     #[test]
     fn master_and_user_scopes_never_stand_in_for_each_other() {
         let master = Principal::Master(MasterScope { org_id: OrgId::generate(), token_id: MasterTokenId::generate() });

@@ -183,6 +183,9 @@ struct Cost {
     selections: u64,
     aliases: u64,
     directives: u64,
+    /// How many levels of selections it spans. A fragment's cost is computed where it is
+    /// first spread, so a later, deeper spread checks its depth against this.
+    levels: usize,
 }
 
 impl AddAssign for Cost {
@@ -190,6 +193,7 @@ impl AddAssign for Cost {
         self.selections = self.selections.saturating_add(other.selections);
         self.aliases = self.aliases.saturating_add(other.aliases);
         self.directives = self.directives.saturating_add(other.directives);
+        self.levels = self.levels.max(other.levels);
     }
 }
 
@@ -244,30 +248,34 @@ impl<'d> Expansion<'d> {
         over.map_or(Ok(()), |message| Err(Refusal::too_complex(message, pos)))
     }
 
+    fn too_deep(&self, pos: Option<Pos>) -> Refusal {
+        Refusal::too_complex(
+            format!("selections and fragment spreads nest deeper than {} levels", self.limits.max_depth),
+            pos,
+        )
+    }
+
     fn selection_set(&mut self, set: &'d SelectionSet, depth: usize) -> Result<Cost, Refusal> {
         let mut cost = Cost::default();
         for item in &set.items {
             if depth > self.limits.max_depth {
-                return Err(Refusal::too_complex(
-                    format!("selections and fragment spreads nest deeper than {} levels", self.limits.max_depth),
-                    Some(item.pos),
-                ));
+                return Err(self.too_deep(Some(item.pos)));
             }
             cost += Cost { selections: 1, ..directives(item.node.directives()) };
-            match &item.node {
+            let below = match &item.node {
                 Selection::Field(field) => {
                     if field.node.alias.is_some() {
                         cost.aliases = cost.aliases.saturating_add(1);
                     }
-                    cost += self.selection_set(&field.node.selection_set.node, depth + 1)?;
+                    self.selection_set(&field.node.selection_set.node, depth + 1)?
                 }
-                Selection::InlineFragment(inline) => {
-                    cost += self.selection_set(&inline.node.selection_set.node, depth + 1)?;
-                }
+                Selection::InlineFragment(inline) => self.selection_set(&inline.node.selection_set.node, depth + 1)?,
                 Selection::FragmentSpread(spread) => {
-                    cost += self.fragment(&spread.node.fragment_name.node, depth + 1, Some(item.pos))?;
+                    self.fragment(&spread.node.fragment_name.node, depth + 1, Some(item.pos))?
                 }
-            }
+            };
+            cost += below;
+            cost.levels = cost.levels.max(below.levels.saturating_add(1));
             // Refuse early: one expensive fragment must not be expanded in full first.
             self.check(cost, Some(item.pos))?;
         }
@@ -278,6 +286,10 @@ impl<'d> Expansion<'d> {
     /// nothing here; validation reports it.
     fn fragment(&mut self, name: &'d str, depth: usize, pos: Option<Pos>) -> Result<Cost, Refusal> {
         match self.fragments.get(name) {
+            // Its selections start at `depth` here, however deep they started before.
+            Some(Some(cost)) if depth.saturating_add(cost.levels).saturating_sub(1) > self.limits.max_depth => {
+                return Err(self.too_deep(pos));
+            }
             Some(Some(cost)) => return Ok(*cost),
             Some(None) => {
                 return Err(Refusal::too_complex(format!("fragment {name} spreads itself"), pos));
@@ -386,6 +398,21 @@ mod tests {
         }
         chain.push_str("fragment F2500 on Query { __typename }\n");
         assert!(refusal(&chain).message().contains("nest deeper"));
+    }
+
+    #[test]
+    fn a_fragment_spread_deep_after_a_shallow_spread_still_counts_its_depth() {
+        // F is first expanded two levels down, then spread again near the depth limit.
+        let deep = DocumentLimits::default().max_depth - 2;
+        let query = format!(
+            "{{ ...F {}...F{} }} fragment F on Query {{ a {{ b {{ c }} }} }}",
+            "f { ".repeat(deep),
+            " }".repeat(deep)
+        );
+        assert!(refusal(&query).message().contains("nest deeper"));
+        // Spread only where it fits, the same fragment passes.
+        let fits = format!("{{ ...F {}...F{} }} fragment F on Query {{ a }}", "f { ".repeat(deep), " }".repeat(deep));
+        assert!(admit(&fits, &DocumentLimits::default()).is_ok());
     }
 
     #[test]
