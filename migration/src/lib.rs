@@ -7,6 +7,7 @@ mod m20261121_000001_foundation;
 mod m20261121_000002_catalog_and_authentications;
 mod m20261121_000003_solutions;
 mod m20261121_000004_idempotency;
+mod m20261121_000005_organization_settings;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_catalog_and_authentications::Migration),
             Box::new(m20261121_000003_solutions::Migration),
             Box::new(m20261121_000004_idempotency::Migration),
+            Box::new(m20261121_000005_organization_settings::Migration),
         ]
     }
 }

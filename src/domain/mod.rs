@@ -12,6 +12,7 @@ pub mod instances;
 pub mod json_schema;
 pub mod json_text;
 pub mod keys;
+pub mod org_settings;
 pub mod orgs;
 pub mod pagination;
 pub mod solutions;

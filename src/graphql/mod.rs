@@ -18,6 +18,7 @@ pub mod connection;
 pub mod document;
 pub mod guard;
 pub mod node;
+pub mod org_settings;
 pub mod scalars;
 pub mod solutions;
 pub mod users;
@@ -44,6 +45,7 @@ pub struct Query(
     catalog::CatalogQuery,
     authentications::AuthenticationsQuery,
     audit::AuditQuery,
+    org_settings::OrgSettingsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -52,6 +54,7 @@ pub struct Mutation(
     catalog::CatalogMutation,
     authentications::AuthenticationsMutation,
     solutions::SolutionsMutation,
+    org_settings::OrgSettingsMutation,
 );
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;

@@ -83,6 +83,14 @@ const TABLE: &[Row] = &[
         "query($id: ID!) { authenticationCredentials(id: $id) { data } }",
     ),
     row("Query", "auditEvents", Master, Nothing, "{ auditEvents(first: 1) { edges { node { action } } } }"),
+    row("Query", "organizationSettings", Master, Nothing, "{ organizationSettings { allowedOrigins } }"),
+    row(
+        "Mutation",
+        "updateOrganizationSettings",
+        Master,
+        Nothing,
+        "mutation { updateOrganizationSettings(input: {displayName: \"Acme\"}) { organizationSettings { displayName } } }",
+    ),
     row("Viewer", "details", MasterOrUser, Nothing, "{ viewer { details { username } } }"),
     row("Viewer", "authentications", MasterOrUser, Nothing, "{ viewer { authentications { edges { node { id } } } } }"),
     row(

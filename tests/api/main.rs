@@ -16,6 +16,7 @@ mod idempotency;
 mod keys;
 mod limits;
 mod operator;
+mod org_settings;
 mod process;
 mod rest;
 mod schema;
