@@ -82,8 +82,15 @@ impl App {
         let limits = Limits { introspection: config.introspection, ..Limits::default() };
         let followed_file = config.encryption_key.is_none().then(|| key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
-        let state =
-            state(db, user_tokens, keyring.clone(), fingerprinter, &limits, RateLimiter::new(config.rate_limit));
+        let state = state(
+            db,
+            user_tokens,
+            keyring.clone(),
+            fingerprinter,
+            &limits,
+            RateLimiter::new(config.rate_limit),
+            Arc::new(crate::pages::PagesConfig::new(&config.public_url)),
+        );
         Ok(Self { state, keyring, bootstrap, connections: config.connections })
     }
 
@@ -114,6 +121,7 @@ fn state(
     fingerprinter: Fingerprinter,
     limits: &Limits,
     rate_limiter: RateLimiter,
+    pages: Arc<crate::pages::PagesConfig>,
 ) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
@@ -126,6 +134,7 @@ fn state(
         documents: Arc::new(limits.document.clone()),
         rate_limiter,
         graphiql: limits.introspection,
+        pages,
     }
 }
 

@@ -56,6 +56,7 @@ pub struct AppState {
     /// GraphiQL is served only where introspection is on; without it the page is useless.
     pub graphiql: bool,
     pub fingerprinter: Fingerprinter,
+    pub pages: Arc<crate::pages::PagesConfig>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/core/v1", crate::rest::router())
+        .merge(crate::pages::router())
         .with_state(state)
         .layer(layers)
 }

@@ -2,7 +2,7 @@
 //! authentications for SaaS partners and binds them to solution instances.
 //!
 //! Layers, outermost first: [`http`] (router, limits, GraphiQL, health) hosts
-//! [`graphql`]; both resolve the caller with [`auth`] and call the use cases in
+//! [`graphql`] and the hosted [`pages`]; all resolve the caller with [`auth`] and call the use cases in
 //! [`domain`], which speak SeaORM to the tables in the `entity` crate.
 
 pub mod app;
@@ -16,6 +16,7 @@ pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod pages;
 pub mod rate_limit;
 pub mod rest;
 pub mod server;

@@ -11,6 +11,7 @@ pub mod instance_config_value;
 pub mod master_token;
 pub mod organization;
 pub mod organization_settings;
+pub mod page_session;
 pub mod server_state;
 pub mod service;
 pub mod service_environment;

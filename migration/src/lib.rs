@@ -8,6 +8,7 @@ mod m20261121_000002_catalog_and_authentications;
 mod m20261121_000003_solutions;
 mod m20261121_000004_idempotency;
 mod m20261121_000005_organization_settings;
+mod m20261121_000006_page_sessions;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_solutions::Migration),
             Box::new(m20261121_000004_idempotency::Migration),
             Box::new(m20261121_000005_organization_settings::Migration),
+            Box::new(m20261121_000006_page_sessions::Migration),
         ]
     }
 }

@@ -32,14 +32,17 @@ pub async fn issue(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) 
     Ok(code.into())
 }
 
-/// Redeems a code: the first caller within its lifetime gets the end user, every later
-/// or late caller gets `None`. The conditional update makes this atomic across replicas.
-pub async fn consume(conn: &impl ConnectionTrait, code: &str) -> Result<Option<(OrgId, UserId)>> {
+/// Redeems a code of `org_id`: the first caller within its lifetime gets the end user,
+/// every later or late caller, and any caller naming another organization, gets `None`
+/// (and a code of another organization stays unused). The conditional update makes this
+/// atomic across replicas.
+pub async fn consume(conn: &impl ConnectionTrait, org_id: OrgId, code: &str) -> Result<Option<UserId>> {
     let hash = crypto::sha256_hex(code.as_bytes());
     let now = Utc::now();
     let claimed = authorization_code::Entity::update_many()
         .col_expr(authorization_code::Column::ConsumedAt, Expr::value(now))
         .filter(authorization_code::Column::CodeHash.eq(hash.as_str()))
+        .filter(authorization_code::Column::OrgId.eq(org_id.0))
         .filter(authorization_code::Column::ConsumedAt.is_null())
         .filter(authorization_code::Column::ExpiresAt.gt(now))
         .exec(conn)
@@ -51,5 +54,5 @@ pub async fn consume(conn: &impl ConnectionTrait, code: &str) -> Result<Option<(
         .filter(authorization_code::Column::CodeHash.eq(hash.as_str()))
         .one(conn)
         .await?;
-    Ok(row.map(|row| (OrgId(row.org_id), UserId(row.user_id))))
+    Ok(row.map(|row| UserId(row.user_id)))
 }

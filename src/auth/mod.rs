@@ -5,6 +5,7 @@
 
 pub mod authorization_codes;
 pub mod master_tokens;
+pub mod page_sessions;
 pub mod user_tokens;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};

@@ -14,6 +14,7 @@ pub mod json_text;
 pub mod keys;
 pub mod org_settings;
 pub mod orgs;
+pub mod page_sessions;
 pub mod pagination;
 pub mod solutions;
 pub mod users;

@@ -85,3 +85,17 @@ pub async fn set_full_reads(conn: &impl ConnectionTrait, id: OrgId, enabled: boo
     super::audit::record(conn, id, super::audit::Actor::System, action, Some(id.0)).await?;
     Ok(row.into())
 }
+
+/// The organization a hosted page's URL names, by id or by name; a name longer than any
+/// organization's is not looked up.
+pub async fn by_name_or_id(conn: &impl ConnectionTrait, partner: &str) -> Result<Organization> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let query = match uuid::Uuid::try_parse(partner) {
+        Ok(id) => organization::Entity::find_by_id(id),
+        Err(_) if partner.chars().count() <= 200 => {
+            organization::Entity::find().filter(organization::Column::Name.eq(partner))
+        }
+        Err(_) => return Err(Error::NotFound("organization")),
+    };
+    query.one(conn).await?.map(Into::into).ok_or(Error::NotFound("organization"))
+}

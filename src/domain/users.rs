@@ -240,15 +240,15 @@ pub async fn generate_authorization_code(
     Ok(code)
 }
 
-/// Exchanges an authorization code for the end user it was issued to (hosted pages).
-pub async fn redeem_authorization_code(db: &DatabaseConnection, code: &str) -> Result<(OrgId, ExternalUser)> {
+/// Exchanges an authorization code of `org_id` for the end user it was issued to.
+pub async fn redeem_authorization_code(db: &DatabaseConnection, org_id: OrgId, code: &str) -> Result<ExternalUser> {
     let txn = crate::db::write(db).await?;
-    let (org_id, user_id) =
-        authorization_codes::consume(&txn, code).await?.ok_or(Error::NotFound("authorization code"))?;
+    let user_id =
+        authorization_codes::consume(&txn, org_id, code).await?.ok_or(Error::NotFound("authorization code"))?;
     let user = get(&txn, org_id, user_id).await?;
     audit::record(&txn, org_id, Actor::User(user_id.0), "authorization_code.redeemed", Some(user_id.0)).await?;
     txn.commit().await?;
-    Ok((org_id, user))
+    Ok(user)
 }
 
 /// Invalidates every user token of `user_id` minted so far, keeping the user.

@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod operator;
 mod org_settings;
+mod pages;
 mod process;
 mod rest;
 mod schema;

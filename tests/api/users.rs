@@ -239,10 +239,16 @@ async fn authorization_codes_are_single_use_and_expire() {
     assert_eq!(data["generateAuthorizationCode"]["clientMutationId"], "g");
     let code = data["generateAuthorizationCode"]["authorizationCode"].as_str().unwrap().to_owned();
 
-    let (_, user) = users::redeem_authorization_code(&server.db, &code).await.expect("first use works");
+    let org = latchkey::ids::OrgId(server.org_of(&server.master).await);
+    let other_org = latchkey::ids::OrgId(server.org_of(&server.other_org().await).await);
+    assert!(
+        users::redeem_authorization_code(&server.db, other_org, &code).await.is_err(),
+        "another organization's code is refused"
+    );
+    let user = users::redeem_authorization_code(&server.db, org, &code).await.expect("first use works");
     assert_eq!(user.id.to_string(), id);
-    assert!(users::redeem_authorization_code(&server.db, &code).await.is_err(), "second use is refused");
-    assert!(users::redeem_authorization_code(&server.db, "lk_code_made-up").await.is_err());
+    assert!(users::redeem_authorization_code(&server.db, org, &code).await.is_err(), "second use is refused");
+    assert!(users::redeem_authorization_code(&server.db, org, "lk_code_made-up").await.is_err());
 
     let data = server.ok(&server.master, generate, json!({"u": id})).await;
     let late = data["generateAuthorizationCode"]["authorizationCode"].as_str().unwrap().to_owned();
@@ -256,5 +262,5 @@ async fn authorization_codes_are_single_use_and_expire() {
     let mut row: entity::authorization_code::ActiveModel = row.into();
     row.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
     row.update(&server.db).await.unwrap();
-    assert!(users::redeem_authorization_code(&server.db, &late).await.is_err(), "an expired code is refused");
+    assert!(users::redeem_authorization_code(&server.db, org, &late).await.is_err(), "an expired code is refused");
 }

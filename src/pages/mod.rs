@@ -1,0 +1,121 @@
+//! The hosted pages under `/external`: the partner's front end opens them in a popup with
+//! a fresh authorization code. Every page answers with the same strict headers (no inline
+//! script or style, no framing, no referrer, no caching), every string reaches HTML
+//! through the template engine's escaping, and every asset is embedded in the binary.
+
+mod auth_dialog;
+mod views;
+
+use axum::{
+    Router,
+    extract::{Path, Request},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use cookie::{Cookie, SameSite};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{auth::page_sessions, http::AppState};
+
+/// What the pages need from the configuration.
+#[derive(Clone, Debug)]
+pub struct PagesConfig {
+    /// Cookies get `Secure` when the public URL is `https` (directly or behind a proxy).
+    pub secure_cookies: bool,
+}
+
+/// `'self'` only: scripts and styles come from the embedded assets; the logo is the one
+/// outside resource, and the organization's setting only takes `https` URLs.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https:; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/external/auth/create/{partner}", get(auth_dialog::create_page))
+        .route("/external/assets/{name}", get(asset))
+        .route("/external/assets/accent/{colour}", get(accent))
+        .layer(middleware::from_fn(security_headers))
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // The first URL of a page holds the authorization code: it must not leak onward.
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        // No Cross-Origin-Opener-Policy: it would cut the popup off from its opener.
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+const STYLESHEET: &str = include_str!("assets/page.css");
+
+async fn asset(Path(name): Path<String>) -> Response {
+    let (body, content_type) = match name.as_str() {
+        "page.css" => (STYLESHEET, "text/css; charset=utf-8"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+/// The organization's accent colour as a stylesheet, so no page needs an inline style.
+async fn accent(Path(colour): Path<String>) -> Response {
+    let Some(hex) =
+        colour.strip_suffix(".css").filter(|hex| hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=86400")],
+        format!(":root {{ --accent: #{}; }}\n", hex.to_ascii_lowercase()),
+    )
+        .into_response()
+}
+
+/// A session cookie per page target, so pages open side by side (the wizard and the auth
+/// dialog it opens) keep their own sessions.
+fn cookie_name(target_key: &str) -> String {
+    format!("lk_page_{}", &crate::crypto::sha256_hex(target_key.as_bytes())[..16])
+}
+
+fn session_cookie(config: &PagesConfig, target_key: &str, token: &SecretString) -> HeaderValue {
+    let cookie = Cookie::build((cookie_name(target_key), token.expose_secret().to_owned()))
+        .path("/external")
+        .http_only(true)
+        .secure(config.secure_cookies)
+        // Lax: the cookie must come back on the top-level return from an OAuth provider.
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(page_sessions::LIFETIME.num_seconds()))
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("a cookie of base64url and hex is a valid header")
+}
+
+/// The session token the browser sent for `target_key`, if any.
+fn session_token(headers: &HeaderMap, target_key: &str) -> Option<SecretString> {
+    let name = cookie_name(target_key);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| Cookie::split_parse(value.to_owned()))
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == name)
+        .map(|cookie| SecretString::from(cookie.value().to_owned()))
+}
+
+/// An error page: a status, a heading and a sentence a person can act on.
+fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    page(status, views::error(title, message))
+}
+
+fn page(status: StatusCode, markup: maud::Markup) -> Response {
+    (status, axum::response::Html(markup.into_string())).into_response()
+}
