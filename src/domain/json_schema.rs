@@ -22,27 +22,57 @@ pub fn compile(field: &str, schema: &Value) -> Result<Validator> {
         .map_err(|err| Error::bad_input(format!("{field} is not a valid JSON Schema: {}", err.kind().keyword())))
 }
 
-/// Checks `instance` against `schema`, reporting every violation with its pointer.
-pub fn validate(field: &str, schema: &Value, instance: &Value) -> Result<()> {
+/// One broken rule: where (a JSON pointer) and what, never the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Where the rule failed; for a missing property, its parent.
+    pub pointer: String,
+    /// The missing property, for a `required` rule.
+    pub missing: Option<String>,
+    pub message: String,
+}
+
+impl Violation {
+    /// The top-level property a form would show this violation on, if any.
+    pub fn property(&self) -> Option<&str> {
+        match (&self.missing, self.pointer.strip_prefix('/')) {
+            (Some(missing), None) => Some(missing),
+            (_, Some(path)) => path.split('/').next(),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Every violation of `schema` by `instance` (at most 20), for showing on form fields.
+pub fn violations(field: &str, schema: &Value, instance: &Value) -> Result<Vec<Violation>> {
     let size = serde_json::to_vec(instance).map_err(Error::internal)?.len();
     if size > MAX_DOCUMENT_BYTES {
         return Err(Error::bad_input(format!("{field} must be at most {MAX_DOCUMENT_BYTES} bytes of JSON")));
     }
     // A stored schema that no longer compiles is our fault, not the caller's.
     let validator = compile(field, schema).map_err(|err| Error::internal(anyhow::anyhow!("stored schema: {err}")))?;
-    let violations: Vec<String> = validator
+    Ok(validator
         .iter_errors(instance)
         .take(MAX_REPORTED)
         .map(|error| {
-            // The pointer is empty at the document's root.
-            format!("{field}{}: {}", error.instance_path(), describe(error.kind()))
+            let missing = match error.kind() {
+                ValidationErrorKind::Required { property: Value::String(property) } => Some(property.clone()),
+                _ => None,
+            };
+            Violation { pointer: error.instance_path().to_string(), missing, message: describe(error.kind()) }
         })
-        .collect();
+        .collect())
+}
+
+/// Checks `instance` against `schema`, reporting every violation with its pointer.
+pub fn validate(field: &str, schema: &Value, instance: &Value) -> Result<()> {
+    let violations = violations(field, schema, instance)?;
     if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::bad_input(format!("{field} does not match the schema: {}", violations.join("; "))))
+        return Ok(());
     }
+    let described: Vec<String> =
+        violations.iter().map(|violation| format!("{field}{}: {}", violation.pointer, violation.message)).collect();
+    Err(Error::bad_input(format!("{field} does not match the schema: {}", described.join("; "))))
 }
 
 fn describe(kind: &ValidationErrorKind) -> String {
@@ -91,6 +121,11 @@ mod tests {
         assert!(!message.contains("secret-1") && !message.contains("Bad Domain!"), "{message}");
         let missing = validate("data", &schema(), &json!({})).unwrap_err().to_string();
         assert!(missing.contains("required property \"api_token\" is missing"), "{missing}");
+        let fields = violations("data", &schema(), &json!({"subdomain": "acme"})).unwrap();
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].property(), Some("api_token"));
+        let fields = violations("data", &schema(), &json!({"api_token": "short", "subdomain": "acme"})).unwrap();
+        assert_eq!(fields[0].property(), Some("api_token"));
     }
 
     #[test]

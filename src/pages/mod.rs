@@ -4,6 +4,7 @@
 //! through the template engine's escaping, and every asset is embedded in the binary.
 
 mod auth_dialog;
+mod forms;
 mod views;
 
 use axum::{
@@ -33,7 +34,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/external/auth/create/{partner}", get(auth_dialog::create_page))
+        .route("/external/auth/create/{partner}", get(auth_dialog::create_page).post(auth_dialog::create_submit))
         .route("/external/assets/{name}", get(asset))
         .route("/external/assets/accent/{colour}", get(accent))
         .layer(middleware::from_fn(security_headers))
@@ -57,10 +58,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
 }
 
 const STYLESHEET: &str = include_str!("assets/page.css");
+const SCRIPT: &str = include_str!("assets/popup.js");
 
 async fn asset(Path(name): Path<String>) -> Response {
     let (body, content_type) = match name.as_str() {
         "page.css" => (STYLESHEET, "text/css; charset=utf-8"),
+        "popup.js" => (SCRIPT, "text/javascript; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
@@ -75,9 +78,21 @@ async fn accent(Path(colour): Path<String>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=86400")],
-        format!(":root {{ --accent: #{}; }}\n", hex.to_ascii_lowercase()),
+        format!(":root {{ --accent: #{}; --on-accent: {}; }}\n", hex.to_ascii_lowercase(), text_on(hex)),
     )
         .into_response()
+}
+
+/// Black or white, whichever reads better on the colour `hex` (WCAG relative luminance).
+fn text_on(hex: &str) -> &'static str {
+    let channel = |at: usize| {
+        let value = f64::from(u8::from_str_radix(&hex[at..at + 2], 16).unwrap_or(0)) / 255.0;
+        if value <= 0.04045 { value / 12.92 } else { ((value + 0.055) / 1.055).powf(2.4) }
+    };
+    let luminance = 0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4);
+    // Contrast with white is 1.05 / (L + 0.05), with black (L + 0.05) / 0.05; they are
+    // equal at L ≈ 0.179.
+    if luminance > 0.179 { "#000" } else { "#fff" }
 }
 
 /// A session cookie per page target, so pages open side by side (the wizard and the auth

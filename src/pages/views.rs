@@ -1,8 +1,11 @@
 //! The pages' HTML. maud escapes every interpolated string; nothing here uses
 //! `PreEscaped`, so no user-supplied text can become markup.
 
+use std::collections::BTreeMap;
+
 use maud::{DOCTYPE, Markup, html};
 
+use super::forms::{Field, Kind};
 use crate::domain::{catalog, org_settings::OrgSettings, orgs::Organization};
 
 /// The partner's brand, as its settings give it.
@@ -11,6 +14,8 @@ pub struct Brand {
     pub logo_url: Option<String>,
     /// `rrggbb`, without the `#`.
     pub accent: Option<String>,
+    /// Where the pages may post their window messages.
+    pub origins: Vec<String>,
 }
 
 impl Brand {
@@ -19,6 +24,7 @@ impl Brand {
             name: settings.display_name.unwrap_or_else(|| org.name.clone()),
             logo_url: settings.logo_url,
             accent: settings.accent_color.map(|colour| colour.trim_start_matches('#').to_owned()),
+            origins: settings.allowed_origins,
         }
     }
 }
@@ -47,6 +53,7 @@ fn layout(brand: Option<&Brand>, title: &str, body: Markup) -> Markup {
                     }
                 }
                 main { (body) }
+                script src="/external/assets/popup.js" {}
             }
         }
     }
@@ -65,14 +72,163 @@ pub fn error(title: &str, message: &str) -> Markup {
     )
 }
 
-pub fn create_authentication(brand: &Brand, service: &catalog::Service, environment: &catalog::Environment) -> Markup {
-    let title = format!("Connect {}", service.title);
+/// What the auth dialog shows: the environment's fields, and after a refused post, the
+/// values sent (never a secret) and the errors.
+pub struct AuthForm<'a> {
+    pub brand: &'a Brand,
+    pub service: &'a catalog::Service,
+    pub environment: &'a catalog::Environment,
+    pub fields: &'a [Field],
+    pub csrf: &'a str,
+    pub name: &'a str,
+    pub values: &'a BTreeMap<String, String>,
+    pub scopes: &'a [String],
+    pub extra_scopes: &'a str,
+    /// By control name.
+    pub errors: &'a BTreeMap<String, String>,
+    /// What no single field is to blame for.
+    pub form_error: Option<&'a str>,
+}
+
+/// The element the popup script reads its messages and target origins from.
+fn popup_data(brand: &Brand, message: Option<(&str, &str, &str)>) -> Markup {
+    let origins = serde_json::to_string(&brand.origins).unwrap_or_else(|_| "[]".to_owned());
+    html! {
+        @match message {
+            Some((kind, attribute, value)) => {
+                @if attribute == "data-auth-id" {
+                    div id="lk-popup" hidden data-origins=(origins) data-message=(kind) data-auth-id=(value) {}
+                } @else {
+                    div id="lk-popup" hidden data-origins=(origins) data-message=(kind) data-error=(value) {}
+                }
+            }
+            None => { div id="lk-popup" hidden data-origins=(origins) {} }
+        }
+    }
+}
+
+fn field(field: &Field, value: &str, error: Option<&String>) -> Markup {
+    let name = field.name();
+    let id = format!("f-{name}");
+    let description_id = format!("d-{name}");
+    let error_id = format!("e-{name}");
+    let described_by = match (&field.description, error) {
+        (Some(_), Some(_)) => Some(format!("{error_id} {description_id}")),
+        (Some(_), None) => Some(description_id.clone()),
+        (None, Some(_)) => Some(error_id.clone()),
+        (None, None) => None,
+    };
+    let invalid = error.map(|_| "true");
+    html! {
+        div class="field" {
+            @if field.kind == Kind::Boolean {
+                label for=(id) {
+                    input type="checkbox" id=(id) name=(name) checked[!value.is_empty()] aria-describedby=[described_by.as_deref()] aria-invalid=[invalid];
+                    (field.label)
+                }
+            } @else {
+                label for=(id) {
+                    (field.label)
+                    @if field.required { " " span class="required" aria-hidden="true" { "*" } span class="visually-hidden" { "(required)" } }
+                }
+                @match &field.kind {
+                    Kind::Select(options) => {
+                        select id=(id) name=(name) required[field.required] aria-describedby=[described_by.as_deref()] aria-invalid=[invalid] {
+                            @if !field.required { option value="" { "—" } }
+                            @for option in options {
+                                option value=(option) selected[option == value] { (option) }
+                            }
+                        }
+                    }
+                    Kind::Json => {
+                        textarea id=(id) name=(name) rows="4" required[field.required] aria-describedby=[described_by.as_deref()] aria-invalid=[invalid] { (value) }
+                    }
+                    Kind::Number { integer } => {
+                        input type="number" step=(if *integer { "1" } else { "any" }) id=(id) name=(name) value=(value) required[field.required] aria-describedby=[described_by.as_deref()] aria-invalid=[invalid];
+                    }
+                    Kind::Input(input_type) => {
+                        input type=(input_type) id=(id) name=(name) value=(value) required[field.required]
+                            autocomplete=(if field.secret() { "new-password" } else { "off" })
+                            aria-describedby=[described_by.as_deref()] aria-invalid=[invalid];
+                    }
+                    Kind::Boolean => {}
+                }
+            }
+            @if let Some(error) = error {
+                p id=(error_id) class="field-error" { (error) }
+            }
+            @if let Some(description) = &field.description {
+                p id=(description_id) class="hint" { (description) }
+            }
+        }
+    }
+}
+
+pub fn create_authentication(form: &AuthForm<'_>) -> Markup {
+    let title = format!("Connect {}", form.service.title);
+    let empty = String::new();
+    let has_errors = form.form_error.is_some() || !form.errors.is_empty();
+    layout(
+        Some(form.brand),
+        &title,
+        html! {
+            h1 { (title) }
+            p class="environment" { (form.environment.title) }
+            @if has_errors {
+                div id="error-summary" class="error-summary" role="alert" tabindex="-1" {
+                    p { "Please correct the fields marked below." }
+                    @if let Some(error) = form.form_error { p { (error) } }
+                }
+            }
+            form method="post" novalidate {
+                input type="hidden" name="_csrf" value=(form.csrf);
+                div class="field" {
+                    label for="f-name" { "Name of this connection" }
+                    input type="text" id="f-name" name="name" value=(form.name) maxlength="256" autocomplete="off";
+                }
+                @for each in form.fields {
+                    (field(each, if each.secret() { &empty } else { form.values.get(&each.name()).unwrap_or(&empty) }, form.errors.get(&each.name())))
+                }
+                @if !form.environment.scopes.is_empty() {
+                    fieldset {
+                        legend { "Permissions" }
+                        @for scope in &form.environment.scopes {
+                            @let id = format!("s-{}", scope.scope);
+                            label for=(id) class="scope" {
+                                input type="checkbox" id=(id) name="scopes" value=(scope.scope) checked[form.scopes.contains(&scope.scope)];
+                                (scope.scope)
+                                @if !scope.description.is_empty() { span class="hint" { " — " (scope.description) } }
+                            }
+                        }
+                    }
+                }
+                div class="field" {
+                    label for="f-extra-scopes" { "Extra permissions" }
+                    input type="text" id="f-extra-scopes" name="extraScopes" value=(form.extra_scopes) aria-describedby="d-extra-scopes" autocomplete="off";
+                    p id="d-extra-scopes" class="hint" { "Further permissions to request, separated by spaces." }
+                }
+                div class="actions" {
+                    button type="submit" { "Connect" }
+                    button type="button" id="cancel" class="secondary" { "Cancel" }
+                }
+            }
+            (popup_data(form.brand, None))
+        },
+    )
+}
+
+/// After a connection is saved: tells the opener, then closes (by script).
+pub fn finished(brand: &Brand, service: &catalog::Service, authentication_id: &str) -> Markup {
+    let title = format!("{} is connected", service.title);
     layout(
         Some(brand),
         &title,
         html! {
-            h1 { (title) }
-            p class="environment" { (environment.title) }
+            div role="status" {
+                h1 { (title) }
+                p { "You can close this window." }
+            }
+            (popup_data(brand, Some(("tray.authpopup.finish", "data-auth-id", authentication_id))))
         },
     )
 }

@@ -279,3 +279,173 @@ async fn the_stylesheets_are_served_from_the_binary() {
     assert_eq!(pages.get("/external/assets/accent/red.css", None).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(pages.get("/external/assets/nope.js", None).await.status(), StatusCode::NOT_FOUND);
 }
+
+// ---------------------------------------------------------------------------------------
+// The auth dialog's form
+
+/// The value of the first `attribute="…"` after `marker` in `body`.
+fn attribute_after(body: &str, marker: &str, attribute: &str) -> String {
+    let rest = &body[body.find(marker).unwrap_or_else(|| panic!("{marker} in {body}"))..];
+    let start = rest.find(&format!("{attribute}=\"")).unwrap() + attribute.len() + 2;
+    rest[start..start + rest[start..].find('"').unwrap()].to_owned()
+}
+
+impl Pages {
+    /// Opens the dialog and returns (its URL, the cookie, its CSRF token).
+    async fn form(&self) -> (String, String, String) {
+        let (location, cookie) = self.open().await;
+        let (status, body) = html(self.get(&location, Some(&cookie)).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let csrf = attribute_after(&body, "name=\"_csrf\"", "value");
+        (location, cookie, csrf)
+    }
+
+    async fn post(&self, location: &str, cookie: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.browser
+            .post(format!("{}{location}", self.server.base))
+            .header(header::COOKIE, cookie)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn authentications(&self) -> Vec<serde_json::Value> {
+        let token = self.server.user_token(&self.server.master, &self.user).await;
+        let data =
+            self.server.ok(&token, "{ viewer { authentications { edges { node { id name } } } } }", json!({})).await;
+        data["viewer"]["authentications"]["edges"].as_array().unwrap().clone()
+    }
+}
+
+const VALID: &[(&str, &str)] = &[
+    ("name", "Support desk"),
+    ("credentials.email", "agent@acme.test"),
+    ("credentials.api_token", "zd-secret-token-0001"),
+    ("userData.subdomain", "acme"),
+];
+
+fn with_csrf<'a>(csrf: &'a str, fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![("_csrf", csrf)];
+    all.extend_from_slice(fields);
+    all
+}
+
+#[tokio::test]
+async fn the_dialog_has_a_labelled_field_per_schema_property_typed_by_its_schema() {
+    let pages = Pages::new().await;
+    let (location, cookie) = pages.open().await;
+    let (_, body) = html(pages.get(&location, Some(&cookie)).await).await;
+    for expected in [
+        r#"<label for="f-credentials.email">"#,
+        r#"type="email" id="f-credentials.email" name="credentials.email""#,
+        r#"type="password" id="f-credentials.api_token" name="credentials.api_token""#,
+        r#"type="text" id="f-userData.subdomain" name="userData.subdomain""#,
+        "Zendesk account subdomain",
+        r#"class="required""#,
+        r#"<script src="/external/assets/popup.js">"#,
+    ] {
+        assert!(body.contains(expected), "{expected} in {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_post_without_the_sessions_csrf_token_is_refused_and_saves_nothing() {
+    let pages = Pages::new().await;
+    let (location, cookie, _) = pages.form().await;
+    let (other_location, other_cookie, other_csrf) = pages.form().await;
+    assert_eq!(location, other_location);
+    for csrf in [None, Some("forged"), Some(other_csrf.as_str())] {
+        let fields = match csrf {
+            Some(csrf) => with_csrf(csrf, VALID),
+            None => VALID.to_vec(),
+        };
+        let (status, body) = html(pages.post(&location, &cookie, &fields).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{csrf:?}: {body}");
+    }
+    // Without the session cookie, even the right token does nothing.
+    let (status, _) = html(pages.post(&location, "", &with_csrf(&other_csrf, VALID)).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(pages.authentications().await.is_empty());
+    drop(other_cookie);
+}
+
+#[tokio::test]
+async fn schema_errors_are_shown_on_their_fields_and_a_secret_is_never_sent_back() {
+    let pages = Pages::new().await;
+    let (location, cookie, csrf) = pages.form().await;
+    let fields = with_csrf(
+        &csrf,
+        &[
+            ("name", "Support desk"),
+            ("credentials.email", "not-an-email"),
+            ("credentials.api_token", "zd-secret-token-0002"),
+            ("userData.subdomain", "bad domain"),
+        ],
+    );
+    let (status, body) = html(pages.post(&location, &cookie, &fields).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains(r#"<p id="e-credentials.email" class="field-error">is not a valid email</p>"#), "{body}");
+    assert!(body.contains(r#"<p id="e-userData.subdomain" class="field-error">does not match the pattern"#), "{body}");
+    assert!(body.contains(r#"role="alert""#));
+    assert!(body.contains(r#"value="bad domain""#), "non-secret values are kept: {body}");
+    assert!(!body.contains("zd-secret-token-0002"), "the secret came back: {body}");
+    assert!(pages.authentications().await.is_empty());
+
+    let missing = with_csrf(&csrf, &[("name", "Support desk"), ("userData.subdomain", "acme")]);
+    let (status, body) = html(pages.post(&location, &cookie, &missing).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains(r#"id="e-credentials.api_token" class="field-error">required property"#), "{body}");
+}
+
+#[tokio::test]
+async fn a_valid_post_saves_the_authentication_and_tells_only_the_allowed_origins() {
+    let pages = Pages::new().await;
+    pages
+        .server
+        .ok(
+            &pages.server.master,
+            "mutation { updateOrganizationSettings(input: {allowedOrigins: [\"https://app.acme.example\"]}) { clientMutationId } }",
+            json!({}),
+        )
+        .await;
+    let (location, cookie, csrf) = pages.form().await;
+    let (status, body) = html(pages.post(&location, &cookie, &with_csrf(&csrf, VALID)).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let saved = pages.authentications().await;
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0]["node"]["name"], "Support desk");
+    let id = saved[0]["node"]["id"].as_str().unwrap();
+    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-message"), "tray.authpopup.finish");
+    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-auth-id"), id);
+    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-origins"), "[&quot;https://app.acme.example&quot;]");
+    assert!(!body.contains("zd-secret-token-0001"));
+}
+
+#[tokio::test]
+async fn a_form_sent_twice_saves_one_authentication() {
+    let pages = Pages::new().await;
+    let (location, cookie, csrf) = pages.form().await;
+    let fields = with_csrf(&csrf, VALID);
+    let (first, second) =
+        tokio::join!(pages.post(&location, &cookie, &fields), pages.post(&location, &cookie, &fields));
+    let (first, second) = (html(first).await, html(second).await);
+    assert_eq!((first.0, second.0), (StatusCode::OK, StatusCode::OK));
+    let saved = pages.authentications().await;
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let id = saved[0]["node"]["id"].as_str().unwrap();
+    for (_, body) in [first, second] {
+        assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-auth-id"), id);
+    }
+}
+
+#[tokio::test]
+async fn the_popup_script_is_embedded_and_posts_only_to_the_origins_it_is_given() {
+    let pages = Pages::new().await;
+    let response = pages.get("/external/assets/popup.js", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    let script = response.text().await.unwrap();
+    assert!(script.contains("window.opener.postMessage(message, origin)"));
+    assert!(!script.contains("\"*\"") && !script.contains("'*'"), "never a wildcard target origin");
+}
