@@ -7,7 +7,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{Duration, Utc};
 use hmac::{Hmac, Mac};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -33,10 +33,26 @@ pub async fn redeem(conn: &impl ConnectionTrait, org_id: OrgId, code: &str) -> R
     Ok(authorization_codes::consume(conn, org_id, code).await?.map(|user_id| UserScope { org_id, user_id }))
 }
 
+/// Expired sessions removed per session started, so the table stays the size of the
+/// sessions in use without a background task.
+const PURGE_BATCH: u64 = 100;
+
 /// Starts a session of `scope` for the page `target`, returning the cookie's token.
 pub async fn create(conn: &impl ConnectionTrait, scope: &UserScope, target: &str) -> Result<SecretString> {
     let token = crypto::random_token(PREFIX);
     let now = Utc::now();
+    let expired: Vec<uuid::Uuid> = page_session::Entity::find()
+        .select_only()
+        .column(page_session::Column::Id)
+        .filter(page_session::Column::ExpiresAt.lte(now))
+        .order_by_asc(page_session::Column::ExpiresAt)
+        .limit(PURGE_BATCH)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if !expired.is_empty() {
+        page_session::Entity::delete_many().filter(page_session::Column::Id.is_in(expired)).exec(conn).await?;
+    }
     page_session::Entity::insert(page_session::ActiveModel {
         id: Set(uuid::Uuid::now_v7()),
         token_hash: Set(crypto::sha256_hex(token.as_bytes())),
@@ -49,6 +65,16 @@ pub async fn create(conn: &impl ConnectionTrait, scope: &UserScope, target: &str
     .exec_without_returning(conn)
     .await?;
     Ok(token.into())
+}
+
+/// Ends every page session of an end user (their tokens were revoked).
+pub async fn end_all(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<()> {
+    page_session::Entity::delete_many()
+        .filter(page_session::Column::OrgId.eq(org_id.0))
+        .filter(page_session::Column::UserId.eq(user_id.0))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// The end user of a live session of `org_id` opened for exactly `target`, or `None`.

@@ -263,6 +263,8 @@ pub async fn revoke_tokens(db: &DatabaseConnection, scope: &MasterScope, user_id
     if updated.rows_affected == 0 {
         return Err(Error::NotFound("user"));
     }
+    // An open hosted page acts for the user as a token does.
+    crate::auth::page_sessions::end_all(&txn, scope.org_id(), user_id).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "user_tokens.revoked", Some(user_id.0)).await?;
     txn.commit().await?;
     Ok(())

@@ -192,8 +192,8 @@ pub fn create_authentication(form: &AuthForm<'_>) -> Markup {
                 @if !form.environment.scopes.is_empty() {
                     fieldset {
                         legend { "Permissions" }
-                        @for scope in &form.environment.scopes {
-                            @let id = format!("s-{}", scope.scope);
+                        @for (n, scope) in form.environment.scopes.iter().enumerate() {
+                            @let id = format!("scope-{n}");
                             label for=(id) class="scope" {
                                 input type="checkbox" id=(id) name="scopes" value=(scope.scope) checked[form.scopes.contains(&scope.scope)];
                                 (scope.scope)

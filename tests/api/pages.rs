@@ -193,6 +193,33 @@ async fn a_page_without_its_session_cookie_is_refused() {
 }
 
 #[tokio::test]
+async fn revoking_a_users_tokens_or_removing_the_user_ends_their_page_sessions() {
+    let pages = Pages::new().await;
+    let (location, cookie) = pages.open().await;
+    assert_eq!(pages.get(&location, Some(&cookie)).await.status(), StatusCode::OK);
+    pages
+        .server
+        .ok(
+            &pages.server.master,
+            "mutation($u: ID!) { revokeUserTokens(input: {userId: $u}) { clientMutationId } }",
+            json!({"u": pages.user}),
+        )
+        .await;
+    assert_eq!(html(pages.get(&location, Some(&cookie)).await).await.0, StatusCode::FORBIDDEN);
+
+    let (location, cookie) = pages.open().await;
+    pages
+        .server
+        .ok(
+            &pages.server.master,
+            "mutation($u: ID!) { removeExternalUser(input: {userId: $u}) { clientMutationId } }",
+            json!({"u": pages.user}),
+        )
+        .await;
+    assert_eq!(html(pages.get(&location, Some(&cookie)).await).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn a_session_opens_only_the_page_it_was_opened_for() {
     let pages = Pages::new().await;
     let (_, cookie) = pages.open().await;
@@ -448,4 +475,22 @@ async fn the_popup_script_is_embedded_and_posts_only_to_the_origins_it_is_given(
     let script = response.text().await.unwrap();
     assert!(script.contains("window.opener.postMessage(message, origin)"));
     assert!(!script.contains("\"*\"") && !script.contains("'*'"), "never a wildcard target origin");
+}
+
+#[tokio::test]
+async fn expired_page_sessions_are_removed_as_new_ones_start() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    let pages = Pages::new().await;
+    let (location, cookie) = pages.open().await;
+    let row = entity::page_session::Entity::find().one(&pages.server.db).await.unwrap().unwrap();
+    let expired_id = row.id;
+    let mut row: entity::page_session::ActiveModel = row.into();
+    row.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
+    row.update(&pages.server.db).await.unwrap();
+    assert_eq!(html(pages.get(&location, Some(&cookie)).await).await.0, StatusCode::FORBIDDEN, "expired");
+
+    pages.open().await;
+    let left = entity::page_session::Entity::find().all(&pages.server.db).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].id, expired_id);
 }
