@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use secrecy::SecretString;
 
-use super::{PagesConfig, error_page, forms, page, session_cookie, session_token, views};
+use super::{PagesConfig, Refusal, forms, page, respond, session_cookie, session_token, views};
 use crate::{
     auth::{Caller, UserScope, page_sessions as auth_sessions},
     domain::{
@@ -69,33 +69,39 @@ fn parse_query(raw: Option<&str>) -> Option<CreateQuery> {
     })
 }
 
-fn not_found() -> Response {
-    error_page(
-        StatusCode::NOT_FOUND,
-        "Page not found",
-        "This connection page does not exist. Close this window and try again from the app.",
-    )
+fn not_found() -> Refusal {
+    Refusal {
+        status: StatusCode::NOT_FOUND,
+        title: "Page not found",
+        message: "This connection page does not exist. Close this window and try again from the app.",
+    }
 }
 
-fn session_ended() -> Response {
-    error_page(
-        StatusCode::FORBIDDEN,
-        "This link can no longer be used",
-        "It has expired or was already used. Close this window and start again from the app.",
-    )
+fn session_ended() -> Refusal {
+    Refusal {
+        status: StatusCode::FORBIDDEN,
+        title: "This link can no longer be used",
+        message: "It has expired or was already used. Close this window and start again from the app.",
+    }
 }
 
-fn failed(err: &Error) -> Response {
+fn failed(err: Error) -> Refusal {
     match err {
         Error::NotFound(_) | Error::BadInput(_) => not_found(),
         _ => {
             tracing::error!(error = %err, "a hosted page failed");
-            error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Close this window and try again from the app.",
-            )
+            Refusal {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                title: "Something went wrong",
+                message: "Close this window and try again from the app.",
+            }
         }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Self {
+        failed(err)
     }
 }
 
@@ -105,32 +111,30 @@ pub async fn create_page(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Some(query) = parse_query(raw.as_deref()) else {
-        return not_found();
-    };
-    let key = query.target.key();
+    let outcome = show(&state, &partner, raw.as_deref(), &headers).await;
+    respond(&state, &partner, outcome).await
+}
+
+async fn show(state: &AppState, partner: &str, raw: Option<&str>, headers: &HeaderMap) -> Result<Response, Refusal> {
+    let query = parse_query(raw).ok_or_else(not_found)?;
     if let Some(code) = &query.code {
-        return match page_sessions::open(&state.unscoped_db, &partner, code, &query.target).await {
-            // Straight to the same page without the code, so it leaves the address bar
-            // and the history at once.
-            Ok(opened) => {
-                let location = format!("/external/auth/create/{}?{}", url_path_segment(&partner), query.without_code);
-                let mut response = Redirect::to(&location).into_response();
-                response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state.pages, &key, &opened.token));
-                response
-            }
-            Err(OpenError::CodeRefused) => session_ended(),
-            Err(OpenError::Other(err)) => failed(&err),
-        };
+        let opened =
+            page_sessions::open(&state.unscoped_db, partner, code, &query.target).await.map_err(|err| match err {
+                OpenError::CodeRefused => session_ended(),
+                OpenError::Other(err) => failed(err),
+            })?;
+        // Straight to the same page without the code, so it leaves the address bar and
+        // the history at once.
+        let location = format!("/external/auth/create/{}?{}", url_path_segment(partner), query.without_code);
+        let mut response = Redirect::to(&location).into_response();
+        let cookie = session_cookie(&state.pages, &query.target.key(), &opened.token);
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+        return Ok(response);
     }
-    let (scope, token) = match session(&state, &partner, &headers, &query.target).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    match show_form(&state, &scope, &token, &query).await {
-        Ok(response) => response,
-        Err(err) => failed(&err),
-    }
+    let (scope, token) = session(state, partner, headers, &query.target).await?;
+    let subject = subject(state, &scope, &query.target).await?;
+    let form = FormState { name: subject.service.title.clone(), scopes: query.scopes.clone(), ..FormState::default() };
+    Ok(page(StatusCode::OK, render(&subject, &token, &form)))
 }
 
 /// The session behind a request for `target`, with its token (for the CSRF check).
@@ -139,15 +143,10 @@ async fn session(
     partner: &str,
     headers: &HeaderMap,
     target: &PageTarget,
-) -> Result<(UserScope, SecretString), Response> {
-    let Some(token) = session_token(headers, &target.key()) else {
-        return Err(session_ended());
-    };
-    match page_sessions::resume(&state.unscoped_db, partner, token.expose_secret(), target).await {
-        Ok(Some(scope)) => Ok((scope, token)),
-        Ok(None) => Err(session_ended()),
-        Err(err) => Err(failed(&err)),
-    }
+) -> Result<(UserScope, SecretString), Refusal> {
+    let token = session_token(headers, &target.key()).ok_or_else(session_ended)?;
+    let scope = page_sessions::resume(&state.unscoped_db, partner, token.expose_secret(), target).await?;
+    Ok((scope.ok_or_else(session_ended)?, token))
 }
 
 /// What the dialog is about, as the session's end user sees it.
@@ -198,17 +197,6 @@ fn render(subject: &Subject, token: &SecretString, state: &FormState) -> maud::M
     })
 }
 
-async fn show_form(
-    state: &AppState,
-    scope: &UserScope,
-    token: &SecretString,
-    query: &CreateQuery,
-) -> Result<Response, Error> {
-    let subject = subject(state, scope, &query.target).await?;
-    let form = FormState { name: subject.service.title.clone(), scopes: query.scopes.clone(), ..FormState::default() };
-    Ok(page(StatusCode::OK, render(&subject, token, &form)))
-}
-
 /// Most form fields read from one post; a real form has a few dozen.
 const MAX_FORM_PAIRS: usize = 500;
 
@@ -223,16 +211,22 @@ pub async fn create_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(query) = parse_query(raw.as_deref()) else {
-        return not_found();
-    };
-    let (scope, token) = match session(&state, &partner, &headers, &query.target).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let outcome = submit(&state, &partner, raw.as_deref(), &headers, &body).await;
+    respond(&state, &partner, outcome).await
+}
+
+async fn submit(
+    state: &AppState,
+    partner: &str,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, Refusal> {
+    let query = parse_query(raw).ok_or_else(not_found)?;
+    let (scope, token) = session(state, partner, headers, &query.target).await?;
     let mut posted = BTreeMap::new();
     let mut scopes = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(&body).take(MAX_FORM_PAIRS) {
+    for (key, value) in url::form_urlencoded::parse(body).take(MAX_FORM_PAIRS) {
         match key.as_ref() {
             "scopes" if scopes.len() < MAX_SCOPES => scopes.push(value.into_owned()),
             _ => {
@@ -241,16 +235,13 @@ pub async fn create_submit(
         }
     }
     if !posted.get("_csrf").is_some_and(|submitted| auth_sessions::csrf_matches(&token, submitted)) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "This form has expired",
-            "It was not sent from this window's own page. Close this window and start again from the app.",
-        );
+        return Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            title: "This form has expired",
+            message: "It was not sent from this window's own page. Close this window and start again from the app.",
+        });
     }
-    match save(&state, &scope, &token, &query, posted, scopes).await {
-        Ok(response) => response,
-        Err(err) => failed(&err),
-    }
+    Ok(save(state, &scope, &token, &query, posted, scopes).await?)
 }
 
 async fn save(

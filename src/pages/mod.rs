@@ -18,7 +18,11 @@ use axum::{
 use cookie::{Cookie, SameSite};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{auth::page_sessions, http::AppState};
+use crate::{
+    auth::page_sessions,
+    domain::{org_settings, orgs},
+    http::AppState,
+};
 
 /// What the pages need from the configuration.
 #[derive(Clone, Debug)]
@@ -126,9 +130,28 @@ fn session_token(headers: &HeaderMap, target_key: &str) -> Option<SecretString> 
         .map(|cookie| SecretString::from(cookie.value().to_owned()))
 }
 
-/// An error page: a status, a heading and a sentence a person can act on.
-fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    page(status, views::error(title, message))
+/// Why a page is not shown: a status, a heading and a sentence a person can act on.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub message: &'static str,
+}
+
+/// A page's answer, or its refusal as an error page. Where the URL names an organization,
+/// the error page wears its brand and tells the opener (`tray.authPopup.error`) at its
+/// allowed origins, so the partner's front end stops waiting.
+async fn respond(state: &AppState, partner: &str, outcome: Result<Response, Refusal>) -> Response {
+    let refusal = match outcome {
+        Ok(response) => return response,
+        Err(refusal) => refusal,
+    };
+    let brand = match orgs::by_name_or_id(&state.unscoped_db, partner).await {
+        Ok(org) => {
+            org_settings::of_org(&state.unscoped_db, org.id).await.ok().map(|settings| views::Brand::of(&org, settings))
+        }
+        Err(_) => None,
+    };
+    page(refusal.status, views::error(brand.as_ref(), refusal.title, refusal.message))
 }
 
 fn page(status: StatusCode, markup: maud::Markup) -> Response {

@@ -59,14 +59,17 @@ fn layout(brand: Option<&Brand>, title: &str, body: Markup) -> Markup {
     }
 }
 
-pub fn error(title: &str, message: &str) -> Markup {
+pub fn error(brand: Option<&Brand>, title: &str, message: &str) -> Markup {
     layout(
-        None,
+        brand,
         title,
         html! {
             div role="alert" {
                 h1 { (title) }
                 p { (message) }
+            }
+            @if let Some(brand) = brand {
+                (popup_data(brand, Some(("tray.authPopup.error", "data-error", message))))
             }
         },
     )

@@ -126,6 +126,31 @@ async fn a_reused_code_gets_an_error_page_and_no_session() {
 }
 
 #[tokio::test]
+async fn a_refused_page_tells_the_opener_at_the_organizations_allowed_origins_only() {
+    let pages = Pages::new().await;
+    pages
+        .server
+        .ok(
+            &pages.server.master,
+            "mutation { updateOrganizationSettings(input: {displayName: \"Acme\", allowedOrigins: [\"https://app.acme.example\"]}) { clientMutationId } }",
+            json!({}),
+        )
+        .await;
+    let path = pages.create_path("default", &pages.service, &pages.environment);
+    let (status, body) = html(pages.get(&format!("{path}&code=lk_code_made-up"), None).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("Acme"), "the partner's brand: {body}");
+    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-message"), "tray.authPopup.error");
+    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-origins"), "[&quot;https://app.acme.example&quot;]");
+
+    // No organization by that name: nobody to tell.
+    let unknown = pages.create_path("nobody", &pages.service, &pages.environment);
+    let (status, body) = html(pages.get(&format!("{unknown}&code=lk_code_made-up"), None).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!body.contains("lk-popup"), "{body}");
+}
+
+#[tokio::test]
 async fn an_expired_code_gets_an_error_page_and_no_session() {
     use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
     let pages = Pages::new().await;
