@@ -250,6 +250,75 @@ async fn an_interrupted_rotation_leaves_every_row_readable_with_the_two_key_ring
 }
 
 #[tokio::test]
+async fn a_row_a_server_rewrites_between_the_rotations_read_and_its_write_keeps_the_servers_value() {
+    let s = setup().await;
+    let db = &s.server.db;
+    let old = file_keyring(&s.server.storage);
+    let rotated = put_a_new_key_first(&s).await;
+    let read = rotation::reseal_candidates(db, &rotated, ROWS).await.unwrap();
+
+    // Meanwhile a server that has not picked up the new key yet replaces one credential,
+    // sealing it under the old key: the key id stays, only the ciphertext changes.
+    let row = entity::authentication::Entity::find().one(db).await.unwrap().unwrap();
+    let changed = json!({"email": "agent@acme.test", "api_token": "rewritten-meanwhile"});
+    let binding = authentications::binding(&row, authentications::Field::Credentials);
+    let rewritten = envelope::seal(&old, &binding, changed.to_string().as_bytes());
+    entity::authentication::Entity::update_many()
+        .col_expr(entity::authentication::Column::Credentials, sea_orm::sea_query::Expr::value(rewritten.clone()))
+        .filter(entity::authentication::Column::Id.eq(row.id))
+        .exec(db)
+        .await
+        .unwrap();
+
+    let moved = rotation::write_resealed(db, &rotated, read).await.unwrap();
+
+    assert_eq!(moved, ROWS - 1, "every row but the rewritten one moved");
+    let after = entity::authentication::Entity::find_by_id(row.id).one(db).await.unwrap().unwrap();
+    assert_eq!(after.credentials, rewritten, "the server's write survives the rotation");
+    assert_eq!(after.key_id, old.active().id());
+    // The next pass moves it, with the server's value rather than the stale one.
+    assert_eq!(rotation::reseal_all(db, &rotated, 500).await.unwrap(), 1);
+    let after = entity::authentication::Entity::find_by_id(row.id).one(db).await.unwrap().unwrap();
+    let opened = envelope::open(&ring(&[rotated.active()]), &binding, &after.credentials).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(opened.expose_secret()).unwrap(), changed);
+}
+
+#[tokio::test]
+async fn a_sealed_value_without_a_key_id_is_listed_as_such_and_rotation_moves_it() {
+    let s = setup().await;
+    let db = &s.server.db;
+    let old = file_keyring(&s.server.storage);
+    let environments = || {
+        entity::service_environment::Entity::find().filter(entity::service_environment::Column::KeyId.is_null()).all(db)
+    };
+    let without_secret = environments().await.unwrap().len();
+    assert!(without_secret > 0, "built-in environments hold no secret and no key id");
+    entity::service_environment::Entity::update_many()
+        .col_expr(entity::service_environment::Column::KeyId, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .filter(entity::service_environment::Column::OauthClientSecret.is_not_null())
+        .exec(db)
+        .await
+        .unwrap();
+
+    let mut expected = vec![(rotation::NO_KEY_ID.to_owned(), 1), (old.active().id().to_owned(), ROWS - 1)];
+    expected.sort();
+    assert_eq!(usage(db).await, expected, "counted, under no key, and only where a secret is held");
+    let listed = latchkey(&s.server.storage, &[], &["keys", "list"]);
+    succeeded(&listed);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains(&format!("{}\tMISSING\t1 row(s)", rotation::NO_KEY_ID)), "{listed}");
+
+    let rotated = put_a_new_key_first(&s).await;
+    assert_eq!(rotation::reseal_all(db, &rotated, 500).await.unwrap(), ROWS, "the row without a key id moved too");
+
+    assert_eq!(usage(db).await, only(rotated.active(), ROWS));
+    open_every_row(db, &ring(&[rotated.active()])).await.unwrap();
+    let untouched = environments().await.unwrap();
+    assert_eq!(untouched.len(), without_secret, "environments without a secret are left alone");
+    assert!(untouched.iter().all(|row| row.oauth_client_secret.is_none()));
+}
+
+#[tokio::test]
 async fn the_command_resumes_an_interrupted_rotation_without_generating_another_key() {
     let s = setup().await;
     let storage = &s.server.storage;
