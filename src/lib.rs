@@ -16,6 +16,7 @@ pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod keys;
 pub mod pages;
 pub mod rate_limit;
 pub mod rest;

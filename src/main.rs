@@ -8,14 +8,9 @@ use latchkey::{
     App, Config, app,
     auth::master_tokens,
     config::RawConfig,
-    crypto::{EncryptionKey, Keyring},
-    db,
-    domain::{
-        audit,
-        installation::{self, DEFAULT_ORG_NAME},
-        keys, orgs,
-    },
+    domain::{audit, installation::DEFAULT_ORG_NAME, orgs},
     ids::{MasterTokenId, OrgId},
+    keys,
 };
 use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
@@ -234,13 +229,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            operator_db(&config).await?;
+            app::operator_db(&config).await?;
             eprintln!("latchkey: the database is up to date");
             Ok(())
         }
-        Command::Org(command) => org(command, &operator_db(&config).await?).await,
-        Command::MasterToken(command) => master_token(command, &operator_db(&config).await?).await,
-        Command::Keys(command) => keys(command, &config).await,
+        Command::Org(command) => org(command, &app::operator_db(&config).await?).await,
+        Command::MasterToken(command) => master_token(command, &app::operator_db(&config).await?).await,
+        Command::Keys(KeysCommand::List) => keys::commands::list(&config).await,
+        Command::Keys(KeysCommand::Rotate { batch, resume }) => keys::commands::rotate(&config, batch, resume).await,
+        Command::Keys(KeysCommand::Retire { key_id }) => keys::commands::retire(&config, &key_id).await,
     }
 }
 
@@ -288,13 +285,6 @@ fn print_new_token(what: &str, token: &SecretString, config: &Config) {
         token.expose_secret(),
         config.public_url
     );
-}
-
-async fn operator_db(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    app::ensure_private_dir(&config.data_dir)?;
-    let db = db::connect(config).await?;
-    db::migrate(&db).await?;
-    Ok(db)
 }
 
 async fn find_org(db: &DatabaseConnection, id_or_name: &str) -> anyhow::Result<orgs::Organization> {
@@ -359,118 +349,6 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
             let token = master_tokens::revoke(db, MasterTokenId::parse(&id)?).await?;
             audit::record(db, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
             eprintln!("latchkey: master token {} revoked", token.id);
-        }
-    }
-    Ok(())
-}
-
-async fn keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
-    app::ensure_private_dir(&config.data_dir)?;
-    let source = app::key_source(config);
-    // Held until the command ends, so no other rotate or retire rewrites the key file
-    // meanwhile; `list` only reads, and stays usable to watch a rotation's progress.
-    let _lock = match (&source, &command) {
-        (_, KeysCommand::List) | (app::KeySource::Environment, _) => None,
-        (app::KeySource::File(path), _) => Some(app::lock_key_file(path)?),
-    };
-    let db = operator_db(config).await?;
-    let keyring = app::existing_keyring(config)?;
-    match command {
-        KeysCommand::List => list_keys(&db, &keyring).await,
-        KeysCommand::Rotate { batch, resume } => rotate_keys(&db, keyring, &source, batch, resume).await,
-        KeysCommand::Retire { key_id } => retire_key(&db, &keyring, &source, &key_id).await,
-    }
-}
-
-async fn list_keys(db: &DatabaseConnection, keyring: &Keyring) -> anyhow::Result<()> {
-    let usage = keys::usage(db).await?;
-    let rows_of = |id: &str| usage.iter().find(|(key_id, _)| key_id == id).map_or(0, |(_, rows)| *rows);
-    for (index, key) in keyring.keys().iter().enumerate() {
-        let role = if index == 0 { "active" } else { "retired" };
-        println!("{}\t{role}\t{} row(s)", key.id(), rows_of(key.id()));
-    }
-    for (key_id, rows) in usage.iter().filter(|(key_id, _)| keyring.get(key_id).is_none()) {
-        println!("{key_id}\tMISSING\t{rows} row(s)");
-    }
-    Ok(())
-}
-
-/// Copies a key (keys are deliberately not `Clone`, so copies are explicit).
-fn copy_key(key: &EncryptionKey) -> EncryptionKey {
-    EncryptionKey::from_bytes(*key.expose())
-}
-
-async fn rotate_keys(
-    db: &DatabaseConnection,
-    keyring: Keyring,
-    source: &app::KeySource,
-    batch: u64,
-    resume: bool,
-) -> anyhow::Result<()> {
-    // Checked before anything is written: a key file that does not belong to this
-    // database (say, the wrong data dir) must not grow a new key and re-seal nothing.
-    installation::verify_keyring(db, &keyring).await?;
-    let (keyring, generated) = match source {
-        app::KeySource::File(path) if !resume => {
-            let mut ring = vec![EncryptionKey::generate()];
-            ring.extend(keyring.keys().iter().map(copy_key));
-            let ring = Keyring::from_keys(ring)?;
-            // The file comes first: a row sealed under the new key is only ever written
-            // once the key is safely on disk, where servers and a rerun will find it.
-            app::write_key_file(path, &ring)?;
-            eprintln!("latchkey: new active key {} written to {}", ring.active().id(), path.display());
-            (ring, true)
-        }
-        _ => (keyring, false),
-    };
-    // Records the new key's fingerprint, so the database expects it from now on.
-    installation::verify_keyring(db, &keyring).await?;
-    let active = keyring.active().id().to_owned();
-    eprintln!("latchkey: re-sealing every row under key {active}, {batch} per transaction");
-    let moved =
-        keys::reseal_all_with_progress(db, &keyring, batch, |done| eprintln!("latchkey: {done} row(s) re-sealed"))
-            .await?;
-    if generated || moved > 0 {
-        keys::record_rotation(db).await?;
-    }
-    let left: u64 = keys::usage(db).await?.iter().filter(|(key_id, _)| *key_id != active).map(|(_, rows)| rows).sum();
-    eprintln!("latchkey: done; {moved} row(s) re-sealed under key {active}");
-    if left > 0 {
-        // A server that had not yet picked up the new key may have sealed a row under an
-        // old one while this ran; a second pass moves it.
-        eprintln!(
-            "latchkey: {left} row(s) are still sealed under other keys (changed while this ran); \
-             run `latchkey keys rotate --resume` to move them"
-        );
-    } else {
-        for key in keyring.keys().iter().skip(1) {
-            eprintln!("latchkey: key {} seals nothing now; `latchkey keys retire {}` drops it", key.id(), key.id());
-        }
-    }
-    Ok(())
-}
-
-async fn retire_key(
-    db: &DatabaseConnection,
-    keyring: &Keyring,
-    source: &app::KeySource,
-    key_id: &str,
-) -> anyhow::Result<()> {
-    keys::retire(db, keyring, key_id).await?;
-    match source {
-        app::KeySource::File(path) => {
-            if keyring.get(key_id).is_some() {
-                let rest: Vec<EncryptionKey> =
-                    keyring.keys().iter().filter(|key| key.id() != key_id).map(copy_key).collect();
-                app::write_key_file(path, &Keyring::from_keys(rest)?)?;
-            }
-            eprintln!("latchkey: key {key_id} retired and removed from {}", path.display());
-        }
-        app::KeySource::Environment => {
-            eprintln!(
-                "latchkey: key {key_id} retired; now remove it from LATCHKEY_ENCRYPTION_KEY on every replica \
-                 (keep the active key first)"
-            );
         }
     }
     Ok(())

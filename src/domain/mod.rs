@@ -11,7 +11,6 @@ pub mod installation;
 pub mod instances;
 pub mod json_schema;
 pub mod json_text;
-pub mod keys;
 pub mod org_settings;
 pub mod orgs;
 pub mod page_sessions;

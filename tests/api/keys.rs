@@ -3,11 +3,12 @@
 //! domain (to stop it at an exact point) or as the `latchkey keys` command an operator runs.
 
 use latchkey::{
-    App, app,
+    App,
     crypto::{EncryptionKey, Keyring, envelope},
-    domain::{authentications, catalog, installation, keys},
+    domain::{authentications, catalog},
     error::Code,
     ids::{EnvironmentId, OrgId},
+    keys::{files, fingerprint, rotation},
 };
 use reqwest::Method;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
@@ -114,7 +115,7 @@ async fn all_readable(s: &Setup) {
 
 /// The rows each key seals, as `(key id, rows)` sorted by id.
 async fn usage(db: &DatabaseConnection) -> Vec<(String, u64)> {
-    keys::usage(db).await.unwrap()
+    rotation::usage(db).await.unwrap()
 }
 
 fn only(key: &EncryptionKey, rows: u64) -> Vec<(String, u64)> {
@@ -126,8 +127,8 @@ fn only(key: &EncryptionKey, rows: u64) -> Vec<(String, u64)> {
 async fn put_a_new_key_first(s: &Setup) -> Keyring {
     let old = file_keyring(&s.server.storage);
     let rotated = Keyring::from_keys(vec![EncryptionKey::generate(), copy(old.active())]).unwrap();
-    app::write_key_file(&key_file(&s.server.storage), &rotated).unwrap();
-    installation::verify_keyring(&s.server.db, &rotated).await.unwrap();
+    files::write_key_file(&key_file(&s.server.storage), &rotated).unwrap();
+    fingerprint::verify_keyring(&s.server.db, &rotated).await.unwrap();
     rotated
 }
 
@@ -211,14 +212,14 @@ async fn rotation_re_seals_every_row_under_the_new_key_and_every_row_stays_reada
     assert_eq!(usage(db).await, only(old.active(), ROWS));
 
     let rotated = put_a_new_key_first(&s).await;
-    let moved = keys::reseal_all(db, &rotated, 3).await.unwrap();
+    let moved = rotation::reseal_all(db, &rotated, 3).await.unwrap();
 
     assert_eq!(moved, ROWS, "three authentications and one OAuth client secret");
     assert_eq!(usage(db).await, only(rotated.active(), ROWS));
     open_every_row(db, &file_keyring(&s.server.storage)).await.unwrap();
     // The running server started with the old key alone and follows the key file.
     all_readable(&s).await;
-    assert_eq!(keys::reseal_all(db, &rotated, 3).await.unwrap(), 0, "a second run has nothing to do");
+    assert_eq!(rotation::reseal_all(db, &rotated, 3).await.unwrap(), 0, "a second run has nothing to do");
 }
 
 #[tokio::test]
@@ -230,7 +231,7 @@ async fn an_interrupted_rotation_leaves_every_row_readable_with_the_two_key_ring
     let new_id = rotated.active().id().to_owned();
 
     // Killed after one row.
-    assert_eq!(keys::reseal_batch(db, &rotated, 1).await.unwrap(), 1);
+    assert_eq!(rotation::reseal_batch(db, &rotated, 1).await.unwrap(), 1);
     drop(rotated);
 
     // "Restart": everything comes from the key file again.
@@ -242,10 +243,79 @@ async fn an_interrupted_rotation_leaves_every_row_readable_with_the_two_key_ring
     open_every_row(db, &restarted).await.unwrap();
     all_readable(&s).await;
 
-    assert_eq!(keys::reseal_all(db, &restarted, 500).await.unwrap(), ROWS - 1);
+    assert_eq!(rotation::reseal_all(db, &restarted, 500).await.unwrap(), ROWS - 1);
     assert_eq!(usage(db).await, vec![(new_id, ROWS)]);
     open_every_row(db, &restarted).await.unwrap();
     all_readable(&s).await;
+}
+
+#[tokio::test]
+async fn a_row_a_server_rewrites_between_the_rotations_read_and_its_write_keeps_the_servers_value() {
+    let s = setup().await;
+    let db = &s.server.db;
+    let old = file_keyring(&s.server.storage);
+    let rotated = put_a_new_key_first(&s).await;
+    let read = rotation::reseal_candidates(db, &rotated, ROWS).await.unwrap();
+
+    // Meanwhile a server that has not picked up the new key yet replaces one credential,
+    // sealing it under the old key: the key id stays, only the ciphertext changes.
+    let row = entity::authentication::Entity::find().one(db).await.unwrap().unwrap();
+    let changed = json!({"email": "agent@acme.test", "api_token": "rewritten-meanwhile"});
+    let binding = authentications::binding(&row, authentications::Field::Credentials);
+    let rewritten = envelope::seal(&old, &binding, changed.to_string().as_bytes());
+    entity::authentication::Entity::update_many()
+        .col_expr(entity::authentication::Column::Credentials, sea_orm::sea_query::Expr::value(rewritten.clone()))
+        .filter(entity::authentication::Column::Id.eq(row.id))
+        .exec(db)
+        .await
+        .unwrap();
+
+    let moved = rotation::write_resealed(db, &rotated, read).await.unwrap();
+
+    assert_eq!(moved, ROWS - 1, "every row but the rewritten one moved");
+    let after = entity::authentication::Entity::find_by_id(row.id).one(db).await.unwrap().unwrap();
+    assert_eq!(after.credentials, rewritten, "the server's write survives the rotation");
+    assert_eq!(after.key_id, old.active().id());
+    // The next pass moves it, with the server's value rather than the stale one.
+    assert_eq!(rotation::reseal_all(db, &rotated, 500).await.unwrap(), 1);
+    let after = entity::authentication::Entity::find_by_id(row.id).one(db).await.unwrap().unwrap();
+    let opened = envelope::open(&ring(&[rotated.active()]), &binding, &after.credentials).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(opened.expose_secret()).unwrap(), changed);
+}
+
+#[tokio::test]
+async fn a_sealed_value_without_a_key_id_is_listed_as_such_and_rotation_moves_it() {
+    let s = setup().await;
+    let db = &s.server.db;
+    let old = file_keyring(&s.server.storage);
+    let environments = || {
+        entity::service_environment::Entity::find().filter(entity::service_environment::Column::KeyId.is_null()).all(db)
+    };
+    let without_secret = environments().await.unwrap().len();
+    assert!(without_secret > 0, "built-in environments hold no secret and no key id");
+    entity::service_environment::Entity::update_many()
+        .col_expr(entity::service_environment::Column::KeyId, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .filter(entity::service_environment::Column::OauthClientSecret.is_not_null())
+        .exec(db)
+        .await
+        .unwrap();
+
+    let mut expected = vec![(rotation::NO_KEY_ID.to_owned(), 1), (old.active().id().to_owned(), ROWS - 1)];
+    expected.sort();
+    assert_eq!(usage(db).await, expected, "counted, under no key, and only where a secret is held");
+    let listed = latchkey(&s.server.storage, &[], &["keys", "list"]);
+    succeeded(&listed);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains(&format!("{}\tMISSING\t1 row(s)", rotation::NO_KEY_ID)), "{listed}");
+
+    let rotated = put_a_new_key_first(&s).await;
+    assert_eq!(rotation::reseal_all(db, &rotated, 500).await.unwrap(), ROWS, "the row without a key id moved too");
+
+    assert_eq!(usage(db).await, only(rotated.active(), ROWS));
+    open_every_row(db, &ring(&[rotated.active()])).await.unwrap();
+    let untouched = environments().await.unwrap();
+    assert_eq!(untouched.len(), without_secret, "environments without a secret are left alone");
+    assert!(untouched.iter().all(|row| row.oauth_client_secret.is_none()));
 }
 
 #[tokio::test]
@@ -253,7 +323,7 @@ async fn the_command_resumes_an_interrupted_rotation_without_generating_another_
     let s = setup().await;
     let storage = &s.server.storage;
     let rotated = put_a_new_key_first(&s).await;
-    assert_eq!(keys::reseal_batch(&s.server.db, &rotated, 2).await.unwrap(), 2);
+    assert_eq!(rotation::reseal_batch(&s.server.db, &rotated, 2).await.unwrap(), 2);
 
     let stderr = succeeded(&latchkey(storage, &[], &["keys", "rotate", "--resume", "--batch", "1"]));
 
@@ -271,22 +341,21 @@ async fn retire_refuses_while_a_row_still_uses_the_key_and_succeeds_after() {
     let old = file_keyring(&s.server.storage);
     let old_id = old.active().id().to_owned();
     let rotated = put_a_new_key_first(&s).await;
-    keys::reseal_batch(db, &rotated, 1).await.unwrap();
+    rotation::reseal_batch(db, &rotated, 1).await.unwrap();
 
-    let refused = keys::retire(db, &rotated, &old_id).await.unwrap_err();
+    let refused = rotation::retire(db, &rotated, &old_id).await.unwrap_err();
     assert_eq!(refused.code(), Code::Conflict);
     assert!(refused.to_string().contains(&format!("key {old_id} still seals 3 row(s)")), "{refused}");
-    let active = keys::retire(db, &rotated, rotated.active().id()).await.unwrap_err();
+    let active = rotation::retire(db, &rotated, rotated.active().id()).await.unwrap_err();
     assert_eq!(active.code(), Code::Conflict, "the active key is never retired");
-    let typo = keys::retire(db, &rotated, "0123456789abcdef").await.unwrap_err();
+    let typo = rotation::retire(db, &rotated, "0123456789abcdef").await.unwrap_err();
     assert_eq!(typo.code(), Code::NotFound);
     assert_eq!(audited(db, "encryption_key.retired").await, 0);
 
-    keys::reseal_all(db, &rotated, 500).await.unwrap();
-    keys::retire(db, &rotated, &old_id).await.unwrap();
+    rotation::reseal_all(db, &rotated, 500).await.unwrap();
+    rotation::retire(db, &rotated, &old_id).await.unwrap();
 
-    let fingerprint =
-        entity::server_state::Entity::find_by_id(format!("encryption_key:{old_id}")).one(db).await.unwrap();
+    let fingerprint = fingerprint::recorded(db, &old_id).await.unwrap();
     assert!(fingerprint.is_none(), "the database no longer expects the old key");
     assert_eq!(audited(db, "encryption_key.retired").await, 1, "one event in the one organization");
 }
@@ -365,7 +434,7 @@ async fn a_keyring_that_lacks_a_key_some_row_uses_cannot_open_that_row() {
     let db = &s.server.db;
     let old = file_keyring(&s.server.storage);
     let rotated = put_a_new_key_first(&s).await;
-    assert_eq!(keys::reseal_batch(db, &rotated, 1).await.unwrap(), 1);
+    assert_eq!(rotation::reseal_batch(db, &rotated, 1).await.unwrap(), 1);
 
     // Neither the old key alone nor the new key alone opens every row: each fails with an
     // error naming the missing key, never with garbage.
@@ -377,7 +446,7 @@ async fn a_keyring_that_lacks_a_key_some_row_uses_cannot_open_that_row() {
     // Re-sealing with a ring that cannot open a row stops at that row, changing nothing.
     let before = usage(db).await;
     let stranger = ring(&[&EncryptionKey::generate()]);
-    let err = keys::reseal_batch(db, &stranger, 500).await.unwrap_err();
+    let err = rotation::reseal_batch(db, &stranger, 500).await.unwrap_err();
     assert!(format!("{:#}", anyhow::Error::from(err)).contains("cannot be re-sealed"));
     assert_eq!(usage(db).await, before);
 
@@ -409,7 +478,7 @@ async fn a_second_keys_command_is_refused_while_one_holds_the_key_file() {
     let s = setup().await;
     let storage = &s.server.storage;
     let before = std::fs::read_to_string(key_file(storage)).unwrap();
-    let _held = app::lock_key_file(&key_file(storage)).unwrap();
+    let _held = files::lock_key_file(&key_file(storage)).unwrap();
 
     let output = latchkey(storage, &[], &["keys", "rotate"]);
 
