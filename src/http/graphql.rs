@@ -16,7 +16,7 @@ use async_graphql::{
 };
 use axum::{
     body::Bytes,
-    extract::{Query, State, rejection::BytesRejection},
+    extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -139,14 +139,8 @@ pub fn failure(media: Media, code: Code, message: &str) -> Response {
 pub fn refusal(media: Media, err: &Error) -> Response {
     let code = err.code();
     let mut error = coded(err.public_message(), None, code);
-    if let Error::RateLimited { retry_after_secs } = err {
-        let seconds = *retry_after_secs;
-        error.extensions = async_graphql::Error::new("")
-            .extend_with(|_, extensions| {
-                extensions.set("code", code.as_str());
-                extensions.set("retryAfter", seconds);
-            })
-            .extensions;
+    if let (Error::RateLimited { retry_after_secs }, Some(extensions)) = (err, error.extensions.as_mut()) {
+        extensions.set("retryAfter", *retry_after_secs);
     }
     let mut response = answer(media, &async_graphql::Response::from_errors(vec![error]), Some(code));
     add_refusal_headers(err, response.headers_mut());
@@ -184,11 +178,11 @@ async fn execute(
     }
     let principal = match authenticated {
         Ok(principal) => principal,
-        Err(err) => return failure(media, err.code(), &err.public_message()),
+        Err(err) => return refusal(media, &err),
     };
     // A bad key refuses the whole request before anything runs: its sender counts on it.
     if let Err(err) = attach_idempotency_key(state, headers, &mut request) {
-        return failure(media, err.code(), &err.public_message());
+        return refusal(media, &err);
     }
     let span = tracing::info_span!(
         "graphql",
@@ -228,16 +222,10 @@ pub async fn post(
     State(state): State<AppState>,
     client: ClientAddr,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    // Already read whole, and refused over the size limit, by `http::read_body`.
+    body: Bytes,
 ) -> Response {
     let media = Media::negotiate(&headers);
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return failure(media, Code::PayloadTooLarge, "request body too large");
-        }
-        Err(_) => return failure(media, Code::BadRequest, "the request body could not be read"),
-    };
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
