@@ -82,15 +82,7 @@ impl App {
         let limits = Limits { introspection: config.introspection, ..Limits::default() };
         let followed_file = config.encryption_key.is_none().then(|| keys::files::key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
-        let state = state(
-            db,
-            user_tokens,
-            keyring.clone(),
-            fingerprinter,
-            &limits,
-            RateLimiter::new(config.rate_limit),
-            Arc::new(crate::pages::PagesConfig::new(&config.public_url)),
-        );
+        let state = state(db, user_tokens, keyring.clone(), fingerprinter, &limits, config);
         Ok(Self { state, keyring, bootstrap, connections: config.connections })
     }
 
@@ -120,8 +112,7 @@ fn state(
     keyring: Arc<KeyringHandle>,
     fingerprinter: Fingerprinter,
     limits: &Limits,
-    rate_limiter: RateLimiter,
-    pages: Arc<crate::pages::PagesConfig>,
+    config: &Config,
 ) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
     let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
@@ -132,9 +123,10 @@ fn state(
         keyring,
         fingerprinter,
         documents: Arc::new(limits.document.clone()),
-        rate_limiter,
+        rate_limiter: RateLimiter::new(config.rate_limit),
         graphiql: limits.introspection,
-        pages,
+        pages: Arc::new(crate::pages::PagesConfig::new(&config.public_url)),
+        outbound: crate::outbound::Outbound::new(config.outbound),
     }
 }
 

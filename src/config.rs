@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub rate_limit_burst: Option<String>,
     pub max_connections: Option<String>,
     pub header_timeout: Option<String>,
+    pub outbound_allow_private: Option<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -53,6 +54,8 @@ pub struct Config {
     /// `None` when rate limiting is off.
     pub rate_limit: Option<RateLimit>,
     pub connections: ConnectionLimits,
+    /// Which addresses calls to token URLs and webhook endpoints may reach.
+    pub outbound: crate::outbound::AddressPolicy,
 }
 
 /// Requests per second each caller may make, with the burst it may spend at once.
@@ -91,6 +94,7 @@ impl fmt::Debug for Config {
             .field("introspection", &self.introspection)
             .field("rate_limit", &self.rate_limit)
             .field("connections", &self.connections)
+            .field("outbound", &self.outbound)
             .finish_non_exhaustive()
     }
 }
@@ -165,12 +169,11 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|err| invalid("LATCHKEY_LOG", format!("{log:?} is not a log filter: {err}")))?;
 
-        let introspection = match raw.introspection.as_deref().map(str::trim) {
-            None | Some("true" | "1" | "on" | "yes") => true,
-            Some("false" | "0" | "off" | "no") => false,
-            Some(other) => {
-                return Err(invalid("LATCHKEY_INTROSPECTION", format!("{other:?} is not true or false")));
-            }
+        let introspection = flag(raw.introspection, "LATCHKEY_INTROSPECTION", true)?;
+        let outbound = if flag(raw.outbound_allow_private, "LATCHKEY_OUTBOUND_ALLOW_PRIVATE", false)? {
+            crate::outbound::AddressPolicy::AllowPrivate
+        } else {
+            crate::outbound::AddressPolicy::PublicOnly
         };
 
         let per_second =
@@ -204,7 +207,18 @@ impl Config {
             introspection,
             rate_limit,
             connections,
+            outbound,
         })
+    }
+}
+
+/// A yes-or-no setting, or `default` when the value is absent.
+fn flag(raw: Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true" | "1" | "on" | "yes") => Ok(true),
+        Some("false" | "0" | "off" | "no") => Ok(false),
+        Some(other) => Err(invalid(variable, format!("{other:?} is not true or false"))),
     }
 }
 

@@ -57,6 +57,8 @@ pub struct AppState {
     pub graphiql: bool,
     pub fingerprinter: Fingerprinter,
     pub pages: Arc<crate::pages::PagesConfig>,
+    /// Calls to other servers (token URLs, webhook endpoints), pinned to allowed addresses.
+    pub outbound: crate::outbound::Outbound,
 }
 
 impl FromRef<AppState> for Authenticator {

@@ -67,6 +67,10 @@ struct Options {
     /// Seconds a client may take to send request headers; idle connections close after it [default: 30]
     #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", global = true)]
     header_timeout: Option<String>,
+    /// Let calls to token URLs and webhook endpoints reach loopback, private and link-local
+    /// addresses (for tests and private networks) [default: false]
+    #[arg(long, env = "LATCHKEY_OUTBOUND_ALLOW_PRIVATE", global = true)]
+    outbound_allow_private: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +190,7 @@ impl Options {
             rate_limit_burst: self.rate_limit_burst,
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
+            outbound_allow_private: self.outbound_allow_private,
         })
     }
 }

@@ -64,6 +64,7 @@ impl Cluster {
             .env("LATCHKEY_LOG", "info")
             // Load tests send many requests under one token; rate limits have tests of their own.
             .env("LATCHKEY_RATE_LIMIT_PER_SECOND", "0")
+            .env("LATCHKEY_OUTBOUND_ALLOW_PRIVATE", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("process log file"));

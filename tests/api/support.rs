@@ -115,6 +115,8 @@ impl Storage {
             // Far above what any test sends; rate-limit tests set their own.
             rate_limit_per_second: Some("100000".into()),
             rate_limit_burst: Some("100000".into()),
+            // The OAuth server and webhook receivers of the tests live on loopback.
+            outbound_allow_private: Some("true".into()),
             ..RawConfig::default()
         };
         customize(&mut raw);
