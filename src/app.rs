@@ -18,8 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{Authenticator, UserTokens},
-    config::{Config, ConnectionLimits},
+    auth::{Authenticator, Revocations, UserTokens},
+    config::{Config, ConnectionLimits, DatabaseKind},
     crypto::{self, KeyringHandle},
     db,
     domain::{
@@ -114,8 +114,11 @@ fn state(
     limits: &Limits,
     config: &Config,
 ) -> AppState {
-    let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
-    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
+    let revocations = Revocations::new();
+    let listen_url = (config.database_kind == DatabaseKind::Postgres).then(|| config.database_url.clone());
+    revocations.watch(db.clone(), listen_url);
+    let authenticator = Authenticator::new(db.clone(), user_tokens.clone(), revocations.clone());
+    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone(), revocations), limits);
     AppState {
         schema,
         authenticator,

@@ -351,8 +351,10 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
             }
         }
         MasterTokenCommand::Revoke { id } => {
-            let token = master_tokens::revoke(db, MasterTokenId::parse(&id)?).await?;
-            audit::record(db, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
+            let txn = latchkey::db::write(db).await?;
+            let token = master_tokens::revoke(&txn, MasterTokenId::parse(&id)?).await?;
+            audit::record(&txn, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
+            txn.commit().await?;
             eprintln!("latchkey: master token {} revoked", token.id);
         }
     }

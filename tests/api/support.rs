@@ -351,3 +351,27 @@ pub fn require_tool(test: &str, available: bool, why: &str) -> Option<()> {
 pub fn repo_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// The answer to a trivial query with `token` at `base` once it is refused, asking every
+/// 10 ms for up to two seconds: for a revocation made by another process, which a server
+/// hears through a PostgreSQL notification (milliseconds) or its one-second poll (SQLite).
+pub async fn eventually_refused(base: &str, token: &str) -> Value {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        let answer: Value = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"query": "{ viewer { details { name } } }"}))
+            .send()
+            .await
+            .expect("an answer")
+            .json()
+            .await
+            .expect("a JSON answer");
+        if error_code(&answer).is_some() || started.elapsed() > std::time::Duration::from_secs(2) {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
