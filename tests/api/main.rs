@@ -24,4 +24,5 @@ mod schema;
 mod solutions;
 mod startup;
 mod support;
+mod tls;
 mod users;
