@@ -6,6 +6,7 @@
 mod access;
 mod at_rest;
 mod authentications;
+mod browser;
 mod catalog;
 mod concurrency;
 mod graphiql;
