@@ -93,3 +93,54 @@ async fn a_silent_client_cannot_hold_a_tls_handshake_open() {
     assert_eq!(health.status(), StatusCode::OK);
     drop(silent);
 }
+
+#[tokio::test]
+async fn the_binary_serves_https_from_its_variables_and_refuses_a_half_or_bad_pair() {
+    let storage = crate::support::Storage::new().await;
+    let certificate = crate::support::SelfSigned::write(storage.dir.path());
+    let (cert, key) = (certificate.cert_path.display().to_string(), certificate.key_path.display().to_string());
+    let bad_key = storage.dir.path().join("bad-key.pem");
+    std::fs::write(&bad_key, "-----BEGIN PRIVATE KEY-----\nsecret-key-material!\n-----END PRIVATE KEY-----\n").unwrap();
+    let refusals = [
+        (vec![("LATCHKEY_TLS_CERT", cert.clone())], "LATCHKEY_TLS_KEY"),
+        (vec![("LATCHKEY_TLS_KEY", key.clone())], "LATCHKEY_TLS_CERT"),
+        (
+            vec![("LATCHKEY_TLS_CERT", cert.clone()), ("LATCHKEY_TLS_KEY", bad_key.display().to_string())],
+            "LATCHKEY_TLS_KEY",
+        ),
+    ];
+    for (env, variable) in refusals {
+        let output = crate::startup::latchkey(&storage).arg("serve").envs(env).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(variable), "{stderr}");
+        assert!(!stderr.contains("secret-key-material"), "{stderr}");
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = storage.dir.path().join("serve.log");
+    let mut child = crate::startup::latchkey(&storage)
+        .env("LATCHKEY_BIND", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_TLS_CERT", &cert)
+        .env("LATCHKEY_TLS_KEY", &key)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let client = certificate.client(reqwest::Client::builder());
+    let started = Instant::now();
+    let ready = loop {
+        let answer = client.get(format!("https://127.0.0.1:{port}/readyz")).send().await;
+        if answer.is_ok_and(|response| response.status().is_success()) {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(ready, "latchkey did not answer over HTTPS:\n{printed}");
+    assert!(printed.contains(&format!("https://127.0.0.1:{port}/graphql")), "the public URL is https: {printed}");
+}
