@@ -99,14 +99,19 @@ impl E2e {
         Some(Self { server, certificate, user, partner })
     }
 
+    /// The URL of the hosted page at `path` (with its query, if any) with a fresh code for
+    /// the end user, as the partner's backend hands it to its front end.
+    async fn page_url(&self, path: &str) -> String {
+        let code = self.server.authorization_code(&self.server.master, &self.user).await;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{}{path}{separator}code={code}", self.server.base)
+    }
+
     /// The token-style auth dialog for Zendesk's production environment, with a fresh code.
     async fn zendesk_dialog(&self) -> String {
         let (service, environment) = self.server.builtin_environment("zendesk").await;
-        let code = self.server.authorization_code(&self.server.master, &self.user).await;
-        format!(
-            "{}/external/auth/create/default?serviceId={service}&serviceEnvironmentId={environment}&code={code}",
-            self.server.base
-        )
+        self.page_url(&format!("/external/auth/create/default?serviceId={service}&serviceEnvironmentId={environment}"))
+            .await
     }
 
     /// Runs `scenario` on the page at `popup_url` with `input` (`values`, `screenshot`…),
