@@ -63,11 +63,13 @@ async fn security_headers(request: Request, next: Next) -> Response {
 
 const STYLESHEET: &str = include_str!("assets/page.css");
 const SCRIPT: &str = include_str!("assets/popup.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 async fn asset(Path(name): Path<String>) -> Response {
     let (body, content_type) = match name.as_str() {
         "page.css" => (STYLESHEET, "text/css; charset=utf-8"),
         "popup.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "icon.svg" => (ICON, "image/svg+xml"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()

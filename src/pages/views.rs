@@ -37,6 +37,8 @@ fn layout(brand: Option<&Brand>, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
+                // Else the browser asks for /favicon.ico, outside the pages.
+                link rel="icon" href="/external/assets/icon.svg" type="image/svg+xml";
                 title { (title) }
                 link rel="stylesheet" href="/external/assets/page.css";
                 @if let Some(accent) = brand.and_then(|brand| brand.accent.as_deref()) {

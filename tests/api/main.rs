@@ -6,6 +6,7 @@
 mod access;
 mod at_rest;
 mod authentications;
+mod browser;
 mod catalog;
 mod concurrency;
 mod graphiql;
@@ -24,4 +25,5 @@ mod schema;
 mod solutions;
 mod startup;
 mod support;
+mod tls;
 mod users;

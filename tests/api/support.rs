@@ -152,12 +152,28 @@ impl TestServer {
             app.bootstrap.as_ref().expect("a fresh database bootstraps").master_token.expose_secret().to_owned();
         let db = app.db().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let (shutdown, signal) = oneshot::channel::<()>();
         tokio::spawn(app.serve(listener, async move {
             let _ = signal.await;
         }));
         Self { base, master, client: reqwest::Client::new(), db, storage, shutdown: Some(shutdown) }
+    }
+
+    /// A server that serves HTTPS with a self-signed certificate for 127.0.0.1, and a
+    /// client that trusts it.
+    pub async fn start_https(customize: impl FnOnce(&mut RawConfig)) -> (Self, SelfSigned) {
+        let storage = Storage::new().await;
+        let certificate = SelfSigned::write(storage.dir.path());
+        let mut server = Self::start_on(storage, |raw| {
+            raw.tls_cert = Some(certificate.cert_path.display().to_string());
+            raw.tls_key = Some(certificate.key_path.display().to_string());
+            customize(raw);
+        })
+        .await;
+        server.client = certificate.client(reqwest::Client::builder());
+        (server, certificate)
     }
 
     /// A second organization with its own master token (organization B).
@@ -233,6 +249,19 @@ impl TestServer {
             .update(&self.db)
             .await
             .expect("enable full reads");
+    }
+
+    /// A fresh authorization code for `user`, as a partner backend gets one before it
+    /// opens a hosted page.
+    pub async fn authorization_code(&self, master: &str, user: &str) -> String {
+        let data = self
+            .ok(
+                master,
+                "mutation($u: ID!) { generateAuthorizationCode(input: {userId: $u}) { authorizationCode } }",
+                json!({"u": user}),
+            )
+            .await;
+        data["generateAuthorizationCode"]["authorizationCode"].as_str().expect("authorizationCode").to_owned()
     }
 
     /// The ids of a built-in service and its `Production` environment.
@@ -327,6 +356,30 @@ impl Drop for TestServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// A self-signed certificate for `127.0.0.1` and `localhost`, as PEM files.
+pub struct SelfSigned {
+    pub cert_pem: String,
+    pub cert_path: std::path::PathBuf,
+    pub key_path: std::path::PathBuf,
+}
+
+impl SelfSigned {
+    pub fn write(dir: &std::path::Path) -> Self {
+        let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("a self-signed certificate");
+        let (cert_path, key_path) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+        std::fs::write(&cert_path, pair.cert.pem()).expect("write the certificate");
+        std::fs::write(&key_path, pair.signing_key.serialize_pem()).expect("write the key");
+        Self { cert_pem: pair.cert.pem(), cert_path, key_path }
+    }
+
+    /// `builder` finished with this certificate as its one trusted root.
+    pub fn client(&self, builder: reqwest::ClientBuilder) -> reqwest::Client {
+        let root = reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).expect("a PEM certificate");
+        builder.tls_built_in_root_certs(false).add_root_certificate(root).build().expect("an HTTPS client")
     }
 }
 
