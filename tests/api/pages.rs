@@ -469,7 +469,7 @@ async fn a_valid_post_saves_the_authentication_and_tells_only_the_allowed_origin
     assert_eq!(saved[0]["node"]["name"], "Support desk");
     let id = saved[0]["node"]["id"].as_str().unwrap();
     assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-message"), "tray.authpopup.finish");
-    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-auth-id"), id);
+    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-value"), id);
     assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-origins"), "[&quot;https://app.acme.example&quot;]");
     assert!(!body.contains("zd-secret-token-0001"));
 }
@@ -487,7 +487,7 @@ async fn a_form_sent_twice_saves_one_authentication() {
     assert_eq!(saved.len(), 1, "{saved:?}");
     let id = saved[0]["node"]["id"].as_str().unwrap();
     for (_, body) in [first, second] {
-        assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-auth-id"), id);
+        assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-value"), id);
     }
 }
 
