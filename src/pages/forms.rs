@@ -175,7 +175,9 @@ pub fn read(fields: &[Field], posted: &BTreeMap<String, String>) -> (Value, BTre
                 }
             },
             Kind::Number { integer: false } => {
-                match raw.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                // A whole number stays one (`75`, not `75.0`).
+                let whole = raw.trim().parse::<i64>().ok().map(serde_json::Number::from);
+                match whole.or_else(|| raw.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64)) {
                     Some(number) => Some(Value::Number(number)),
                     None => {
                         errors.insert(field.name(), "must be a number".to_owned());
