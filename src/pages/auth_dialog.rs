@@ -110,8 +110,8 @@ struct Subject {
     prefilled: FormState,
     /// The authentication being edited.
     editing: Option<AuthenticationId>,
-    /// In the config wizard: the step to go back to, and the instance.
-    wizard: Option<(String, InstanceId)>,
+    /// In the config wizard: the step to go back to.
+    wizard: Option<String>,
 }
 
 async fn subject(state: &AppState, session: &Session, dialog: &Dialog) -> Result<Subject, Error> {
@@ -139,7 +139,7 @@ async fn subject(state: &AppState, session: &Session, dialog: &Dialog) -> Result
         PageTarget::ConfigureInstance { instance_id } => {
             let slot = dialog.wizard_slot.as_deref().unwrap_or_default();
             let (step, slot) = wizard::auth_slot(db, scope, *instance_id, slot).await?;
-            wizard = Some((wizard::step_url(&dialog.path, step), *instance_id));
+            wizard = Some(wizard::step_url(&dialog.path, step));
             (instances::environment_of(db, scope, &slot).await?, slot.scopes)
         }
     };
@@ -186,7 +186,7 @@ async fn subject(state: &AppState, session: &Session, dialog: &Dialog) -> Result
 fn connect_view(subject: &Subject) -> Option<Response> {
     match subject.environment.authentication_type {
         AuthenticationType::Oauth2 | AuthenticationType::Oauth2clientCredentials => {
-            let back = subject.wizard.as_ref().map(|(back, _)| back.as_str());
+            let back = subject.wizard.as_deref();
             Some(page(StatusCode::OK, views::connect_notice(&subject.brand, &subject.service, back)))
         }
         _ => None,
@@ -221,7 +221,7 @@ fn render(subject: &Subject, session: &Session, state: &FormState) -> maud::Mark
         errors: &state.errors,
         form_error: state.form_error.as_deref(),
         editing: subject.editing.is_some(),
-        wizard: subject.wizard.as_ref().map(|(back, _)| (back.as_str(), key.as_str())),
+        wizard: subject.wizard.as_deref().map(|back| (back, key.as_str())),
     })
 }
 
@@ -294,7 +294,7 @@ async fn save(
     };
     match page_sessions::save(&state.unscoped_db, &state.keyring, &session.page, &key, change).await {
         Ok(id) => Ok(match &subject.wizard {
-            Some((back, _)) => Redirect::to(back).into_response(),
+            Some(back) => Redirect::to(back).into_response(),
             None => page(StatusCode::OK, views::finished(&subject.brand, &subject.service, &id.to_string())),
         }),
         // The import's own checks (name, scopes, the schemas, an instance's slot): their
