@@ -27,3 +27,4 @@ mod startup;
 mod support;
 mod tls;
 mod users;
+mod wizard;
