@@ -237,6 +237,14 @@ mod tests {
     }
 
     #[test]
+    fn fields_come_in_the_order_the_schema_lists_them() {
+        let schema: Value =
+            serde_json::from_str(r#"{"properties": {"subdomain": {}, "email": {}, "api_token": {}}}"#).unwrap();
+        let order: Vec<String> = fields(Document::Credentials, &schema).into_iter().map(|f| f.property).collect();
+        assert_eq!(order, ["subdomain", "email", "api_token"]);
+    }
+
+    #[test]
     fn user_data_is_shown_unless_marked_secret() {
         let schema =
             json!({"properties": {"subdomain": {"type": "string"}, "pin": {"type": "string", "writeOnly": true}}});
