@@ -32,6 +32,10 @@ use crate::{
     keys,
     rate_limit::RateLimiter,
     server,
+    workers::{
+        Workers,
+        webhooks::{WebhookSettings, WebhookWorker},
+    },
 };
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -46,6 +50,7 @@ pub struct App {
     /// Set on the very first start: the default organization and its master token.
     pub bootstrap: Option<Bootstrap>,
     connections: ConnectionLimits,
+    webhooks: WebhookSettings,
 }
 
 impl App {
@@ -83,14 +88,15 @@ impl App {
         let followed_file = config.encryption_key.is_none().then(|| keys::files::key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
         let state = state(db, user_tokens, keyring.clone(), fingerprinter, &limits, config);
-        Ok(Self { state, keyring, bootstrap, connections: config.connections })
+        Ok(Self { state, keyring, bootstrap, connections: config.connections, webhooks: config.webhooks.clone() })
     }
 
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish for up to
+    /// Serves, with the background workers beside, until `shutdown` resolves; then lets
+    /// in-flight requests and the workers' work in hand finish for up to
     /// [`SHUTDOWN_GRACE`].
     pub async fn serve(
         self,
@@ -98,7 +104,28 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await
+        let (mut workers, stop) = Workers::new();
+        workers.spawn(
+            WebhookWorker {
+                db: self.state.unscoped_db.clone(),
+                keyring: self.keyring.clone(),
+                outbound: self.state.outbound.clone(),
+                settings: self.webhooks,
+            }
+            .run(stop),
+        );
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let stop_workers = async move {
+            let _ = stopped.await;
+            workers.stop(SHUTDOWN_GRACE).await;
+        };
+        let (served, ()) =
+            tokio::join!(server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown), stop_workers);
+        served
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -115,7 +142,9 @@ fn state(
     config: &Config,
 ) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
-    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
+    let outbound = crate::outbound::Outbound::new(config.outbound);
+    let services = Services::new(db.clone(), user_tokens, keyring.clone(), outbound.clone());
+    let schema = graphql::build_schema(services, limits);
     AppState {
         schema,
         authenticator,
@@ -126,7 +155,7 @@ fn state(
         rate_limiter: RateLimiter::new(config.rate_limit),
         graphiql: limits.introspection,
         pages: Arc::new(crate::pages::PagesConfig::new(&config.public_url)),
-        outbound: crate::outbound::Outbound::new(config.outbound),
+        outbound,
     }
 }
 

@@ -71,6 +71,13 @@ struct Options {
     /// addresses (for tests and private networks) [default: false]
     #[arg(long, env = "LATCHKEY_OUTBOUND_ALLOW_PRIVATE", global = true)]
     outbound_allow_private: Option<String>,
+    /// Waits between webhook delivery attempts, comma-separated with units (ms, s, m, h);
+    /// a delivery is given up after the last [default: 10s,1m,10m,30m,1h,2h,4h,8h,8h]
+    #[arg(long, env = "LATCHKEY_WEBHOOK_RETRY_SCHEDULE", global = true)]
+    webhook_retry_schedule: Option<String>,
+    /// Days before an authentication's hard expiry that `authentication.expiring` is sent [default: 7]
+    #[arg(long, env = "LATCHKEY_WEBHOOK_EXPIRING_DAYS", global = true)]
+    webhook_expiring_days: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +198,8 @@ impl Options {
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
             outbound_allow_private: self.outbound_allow_private,
+            webhook_retry_schedule: self.webhook_retry_schedule,
+            webhook_expiring_days: self.webhook_expiring_days,
         })
     }
 }

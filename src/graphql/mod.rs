@@ -23,6 +23,7 @@ pub mod scalars;
 pub mod solutions;
 pub mod users;
 pub mod viewer;
+pub mod webhooks;
 
 use async_graphql::{
     Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
@@ -36,6 +37,7 @@ use crate::{
     crypto::{Keyring, KeyringHandle},
     domain::{idempotency::Idempotency, pagination::PageRequest},
     error::Error,
+    outbound::Outbound,
 };
 
 #[derive(MergedObject, Default)]
@@ -46,6 +48,7 @@ pub struct Query(
     authentications::AuthenticationsQuery,
     audit::AuditQuery,
     org_settings::OrgSettingsQuery,
+    webhooks::WebhooksQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -55,6 +58,7 @@ pub struct Mutation(
     authentications::AuthenticationsMutation,
     solutions::SolutionsMutation,
     org_settings::OrgSettingsMutation,
+    webhooks::WebhooksMutation,
 );
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
@@ -65,11 +69,22 @@ pub struct Services {
     db: DatabaseConnection,
     user_tokens: UserTokens,
     keyring: Arc<KeyringHandle>,
+    outbound: Outbound,
 }
 
 impl Services {
-    pub fn new(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<KeyringHandle>) -> Self {
-        Self { db, user_tokens, keyring }
+    pub fn new(
+        db: DatabaseConnection,
+        user_tokens: UserTokens,
+        keyring: Arc<KeyringHandle>,
+        outbound: Outbound,
+    ) -> Self {
+        Self { db, user_tokens, keyring, outbound }
+    }
+
+    /// The client for outbound calls, whose address policy also checks webhook URLs.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     /// The keyring in force now (it follows a rotation of the key file).
