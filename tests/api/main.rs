@@ -25,3 +25,4 @@ mod solutions;
 mod startup;
 mod support;
 mod users;
+mod webhooks;
