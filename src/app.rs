@@ -32,6 +32,10 @@ use crate::{
     keys,
     rate_limit::RateLimiter,
     server,
+    workers::{
+        Workers,
+        webhooks::{WebhookSettings, WebhookWorker},
+    },
 };
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -47,6 +51,7 @@ pub struct App {
     pub bootstrap: Option<Bootstrap>,
     connections: ConnectionLimits,
     tls: Option<crate::tls::Tls>,
+    webhooks: WebhookSettings,
 }
 
 impl App {
@@ -84,23 +89,54 @@ impl App {
         let followed_file = config.encryption_key.is_none().then(|| keys::files::key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
         let state = state(db, user_tokens, keyring.clone(), fingerprinter, &limits, config);
-        Ok(Self { state, keyring, bootstrap, connections: config.connections, tls: config.tls.clone() })
+        Ok(Self {
+            state,
+            keyring,
+            bootstrap,
+            connections: config.connections,
+            tls: config.tls.clone(),
+            webhooks: config.webhooks.clone(),
+        })
     }
 
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
 
-    /// Serves (HTTPS when the configuration has a certificate) until `shutdown` resolves,
-    /// then lets in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+    /// Serves (HTTPS when the configuration has a certificate), with the background
+    /// workers beside, until `shutdown` resolves; then lets in-flight requests and the
+    /// workers' work in hand finish for up to [`SHUTDOWN_GRACE`].
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
+        let (mut workers, stop) = Workers::new();
+        workers.spawn(
+            WebhookWorker {
+                db: self.state.unscoped_db.clone(),
+                keyring: self.keyring.clone(),
+                outbound: self.state.outbound.clone(),
+                settings: self.webhooks,
+            }
+            .run(stop),
+        );
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let stop_workers = async move {
+            let _ = stopped.await;
+            workers.stop(SHUTDOWN_GRACE).await;
+        };
         let tls = self.tls.as_ref().map(crate::tls::Tls::acceptor);
-        server::serve(listener, router, self.connections, tls, SHUTDOWN_GRACE, shutdown).await
+        let (served, ()) = tokio::join!(
+            server::serve(listener, router, self.connections, tls, SHUTDOWN_GRACE, shutdown),
+            stop_workers
+        );
+        served
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -120,7 +156,9 @@ fn state(
     let listen_url = (config.database_kind == DatabaseKind::Postgres).then(|| config.database_url.clone());
     revocations.watch(db.clone(), listen_url);
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone(), revocations.clone());
-    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone(), revocations), limits);
+    let outbound = crate::outbound::Outbound::new(config.outbound);
+    let services = Services::new(db.clone(), user_tokens, keyring.clone(), revocations, outbound.clone());
+    let schema = graphql::build_schema(services, limits);
     AppState {
         schema,
         authenticator,
@@ -131,7 +169,7 @@ fn state(
         rate_limiter: RateLimiter::new(config.rate_limit),
         graphiql: limits.introspection,
         pages: Arc::new(crate::pages::PagesConfig::new(&config.public_url)),
-        outbound: crate::outbound::Outbound::new(config.outbound),
+        outbound,
     }
 }
 

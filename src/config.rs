@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub outbound_allow_private: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub webhook_retry_schedule: Option<String>,
+    pub webhook_expiring_days: Option<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -38,6 +40,8 @@ pub const DEFAULT_RATE_LIMIT_BURST: u32 = 50;
 /// Well under the usual 1024 open files, leaving room for the database pool and files.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_WEBHOOK_EXPIRING_DAYS: u64 = 7;
+const MAX_WEBHOOK_EXPIRING_DAYS: u64 = 365;
 
 /// Validated configuration. Secret values stay wrapped; `Debug` never shows them.
 pub struct Config {
@@ -60,6 +64,8 @@ pub struct Config {
     pub outbound: crate::outbound::AddressPolicy,
     /// `Some` when latchkey serves HTTPS itself.
     pub tls: Option<crate::tls::Tls>,
+    /// Retries of webhook deliveries, and how early expiries are warned of.
+    pub webhooks: crate::workers::webhooks::WebhookSettings,
 }
 
 /// Requests per second each caller may make, with the burst it may spend at once.
@@ -100,6 +106,7 @@ impl fmt::Debug for Config {
             .field("connections", &self.connections)
             .field("outbound", &self.outbound)
             .field("tls", &self.tls)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -201,6 +208,24 @@ impl Config {
         }
         let connections = ConnectionLimits { max_connections, header_timeout: Duration::from_secs(header_timeout) };
 
+        let schedule = match raw.webhook_retry_schedule {
+            None => crate::domain::webhooks::RetrySchedule::default(),
+            Some(text) => crate::domain::webhooks::RetrySchedule::parse(&text)
+                .map_err(|reason| invalid("LATCHKEY_WEBHOOK_RETRY_SCHEDULE", reason))?,
+        };
+        let expiring_days =
+            number(raw.webhook_expiring_days, "LATCHKEY_WEBHOOK_EXPIRING_DAYS", DEFAULT_WEBHOOK_EXPIRING_DAYS)?;
+        if !(1..=MAX_WEBHOOK_EXPIRING_DAYS).contains(&expiring_days) {
+            return Err(invalid(
+                "LATCHKEY_WEBHOOK_EXPIRING_DAYS",
+                format!("must be from 1 to {MAX_WEBHOOK_EXPIRING_DAYS} days"),
+            ));
+        }
+        let webhooks = crate::workers::webhooks::WebhookSettings {
+            schedule,
+            expiring_within: Duration::from_secs(expiring_days * 24 * 3600),
+        };
+
         Ok(Config {
             bind,
             data_dir,
@@ -216,6 +241,7 @@ impl Config {
             connections,
             outbound,
             tls,
+            webhooks,
         })
     }
 }
@@ -299,6 +325,14 @@ mod tests {
             (RawConfig { rate_limit_burst: Some("0".into()), ..Default::default() }, "LATCHKEY_RATE_LIMIT_BURST"),
             (RawConfig { max_connections: Some("0".into()), ..Default::default() }, "LATCHKEY_MAX_CONNECTIONS"),
             (RawConfig { header_timeout: Some("10s".into()), ..Default::default() }, "LATCHKEY_HEADER_TIMEOUT"),
+            (
+                RawConfig { webhook_retry_schedule: Some("soon".into()), ..Default::default() },
+                "LATCHKEY_WEBHOOK_RETRY_SCHEDULE",
+            ),
+            (
+                RawConfig { webhook_expiring_days: Some("0".into()), ..Default::default() },
+                "LATCHKEY_WEBHOOK_EXPIRING_DAYS",
+            ),
         ];
         for (raw, variable) in cases {
             let err = Config::from_raw(raw).unwrap_err();

@@ -78,6 +78,13 @@ struct Options {
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1)
     #[arg(long, env = "LATCHKEY_TLS_KEY", global = true)]
     tls_key: Option<String>,
+    /// Waits between webhook delivery attempts, comma-separated with units (ms, s, m, h);
+    /// a delivery is given up after the last [default: 10s,1m,10m,30m,1h,2h,4h,8h,8h]
+    #[arg(long, env = "LATCHKEY_WEBHOOK_RETRY_SCHEDULE", global = true)]
+    webhook_retry_schedule: Option<String>,
+    /// Days before an authentication's hard expiry that `authentication.expiring` is sent [default: 7]
+    #[arg(long, env = "LATCHKEY_WEBHOOK_EXPIRING_DAYS", global = true)]
+    webhook_expiring_days: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +207,8 @@ impl Options {
             outbound_allow_private: self.outbound_allow_private,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
+            webhook_retry_schedule: self.webhook_retry_schedule,
+            webhook_expiring_days: self.webhook_expiring_days,
         })
     }
 }

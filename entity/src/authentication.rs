@@ -21,6 +21,11 @@ pub struct Model {
     pub user_data: Vec<u8>,
     /// The key that sealed both envelopes, for rotation.
     pub key_id: String,
+    /// When the authentication stops working whatever refreshes happen (a refresh token's
+    /// own lifetime, a long-lived token's end); `None` when unknown or never.
+    pub hard_expires_at: Option<DateTimeUtc>,
+    /// The hard expiry an `authentication.expiring` event was last written for.
+    pub expiry_reported_for: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -21,6 +21,7 @@ use super::{
     json_schema, orgs,
     pagination::{Page, PageRequest},
     required_text,
+    webhooks::{self, events::AuthenticationChange},
 };
 use crate::{
     auth::{Caller, UserScope},
@@ -337,6 +338,8 @@ pub(crate) async fn insert(
         credentials: Set(seal(keyring, org_id, owner, id, Field::Credentials, &contents.credentials)),
         user_data: Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data)),
         key_id: Set(keyring.active().id().to_owned()),
+        hard_expires_at: Set(None),
+        expiry_reported_for: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -346,6 +349,7 @@ pub(crate) async fn insert(
     catalog::hold_environment(txn, org_id, &environment).await?;
     let row = authentication::Entity::insert(row).exec_with_returning(txn).await?;
     audit::record(txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
+    webhooks::events::authentication(txn, &row, AuthenticationChange::Created).await?;
     let service = catalog::service(txn, caller, environment.service_id).await?;
     to_authentication(row, service, environment)
 }
@@ -474,6 +478,7 @@ async fn rewrite(
     active.updated_at = Set(Utc::now());
     let row = authentication::Entity::update(active).exec(txn).await?;
     audit::record(txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
+    webhooks::events::authentication(txn, &row, AuthenticationChange::Replaced).await?;
     one_with_catalog(txn, caller, row).await
 }
 
@@ -484,9 +489,26 @@ pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: Authenticat
     if !users.is_empty() {
         return Err(Error::Conflict(format!("the authentication is used by solution instances: {}", users.join(", "))));
     }
+    webhooks::events::authentication(&txn, &row, AuthenticationChange::Removed).await?;
     authentication::Entity::delete_by_id(row.id).exec(&txn).await?;
     audit::record(&txn, caller.org_id(), caller.into(), "authentication.removed", Some(id.0)).await?;
     txn.commit().await?;
+    Ok(())
+}
+
+/// Writes `authentication.removed` for each of an end user's authentications, which the
+/// database removes with the user; their rows are locked first, so a change in flight
+/// reports before the removal does.
+pub(crate) async fn removing_user(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<()> {
+    let rows = authentication::Entity::find()
+        .filter(authentication::Column::OrgId.eq(org_id.0))
+        .filter(authentication::Column::OwnerUserId.eq(user_id.0))
+        .lock_exclusive()
+        .all(conn)
+        .await?;
+    for row in &rows {
+        webhooks::events::authentication(conn, row, AuthenticationChange::Removed).await?;
+    }
     Ok(())
 }
 
@@ -548,4 +570,49 @@ pub async fn read_full(
     audit::record(db, scope.org_id(), scope.into(), "authentication.read_full", Some(id.0)).await?;
     let authentication = one_with_catalog(db, caller, row).await?;
     Ok(FullAuthentication { authentication, credentials, user_data })
+}
+
+// ---------------------------------------------------------------------------------------
+// Hooks for whatever keeps authentications alive (refresh, expiry). Each takes the row as
+// the caller read it and runs in the caller's transaction, which must hold the row's lock
+// (`SELECT … FOR UPDATE` on PostgreSQL; any write transaction on SQLite): the audit event
+// and the webhook then commit or roll back with the caller's own change, in order.
+
+/// Records a refresh that renewed the credentials (already written by the caller):
+/// audit `authentication.refreshed` and the webhook `authentication.updated` with
+/// `cause: "refreshed"`.
+pub async fn record_refreshed(conn: &impl ConnectionTrait, row: &authentication::Model) -> Result<()> {
+    audit::record(conn, OrgId(row.org_id), audit::Actor::System, "authentication.refreshed", Some(row.id)).await?;
+    webhooks::events::authentication(conn, row, AuthenticationChange::Refreshed).await
+}
+
+/// Records a definitive refusal to refresh (such as `invalid_grant`): audit
+/// `authentication.refresh_failed` and the webhook of the same name. `reason` is the
+/// provider's error code; it is cut to the characters of one (letters, digits, `_-.`)
+/// and 64 of them, so nothing else of a provider's answer reaches a payload.
+pub async fn record_refresh_failed(
+    conn: &impl ConnectionTrait,
+    row: &authentication::Model,
+    reason: &str,
+) -> Result<()> {
+    audit::record(conn, OrgId(row.org_id), audit::Actor::System, "authentication.refresh_failed", Some(row.id)).await?;
+    let change = AuthenticationChange::RefreshFailed { reason: reason.to_owned() };
+    webhooks::events::authentication(conn, row, change).await
+}
+
+/// Sets when the authentication stops working whatever refreshes happen (`None`: unknown
+/// or never). The expiry scan ([`webhooks::expiry::scan`]) warns with
+/// `authentication.expiring` once per distinct hard expiry, within
+/// `LATCHKEY_WEBHOOK_EXPIRING_DAYS` of it.
+pub async fn set_hard_expiry(
+    conn: &impl ConnectionTrait,
+    row: &authentication::Model,
+    hard_expires_at: Option<chrono::DateTime<Utc>>,
+) -> Result<()> {
+    authentication::Entity::update_many()
+        .col_expr(authentication::Column::HardExpiresAt, sea_orm::sea_query::Expr::value(hard_expires_at))
+        .filter(authentication::Column::Id.eq(row.id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }

@@ -20,6 +20,7 @@ use super::{
     pagination::{Page, PageRequest},
     required_text,
     solutions::{self, AuthSlot, Definition, Workflow},
+    webhooks::events::{self, InstanceChange},
 };
 use crate::{
     auth::{Caller, UserScope},
@@ -187,6 +188,18 @@ fn apply_defaults(definition: &Definition, config: &mut BTreeMap<String, JsonTex
     }
 }
 
+/// Which of an instance's values differ between `before` and `after`, by their API names.
+fn changed_values(before: &ValueMaps, after: &ValueMaps) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if before.0 != after.0 {
+        changed.push("authValues");
+    }
+    if before.1 != after.1 {
+        changed.push("configValues");
+    }
+    changed
+}
+
 fn missing_required(
     definition: &Definition,
     auth: &BTreeMap<String, AuthenticationId>,
@@ -263,7 +276,7 @@ pub async fn create(
     merge_values(&txn, scope, &definition, new.values, &mut auth, &mut config).await?;
     apply_defaults(&definition, &mut config);
     let now = Utc::now();
-    solution_instance::Entity::insert(solution_instance::ActiveModel {
+    let row = solution_instance::Entity::insert(solution_instance::ActiveModel {
         id: Set(id.0),
         org_id: Set(scope.org_id().0),
         owner_user_id: Set(scope.user_id().0),
@@ -274,10 +287,11 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .exec_without_returning(&txn)
+    .exec_with_returning(&txn)
     .await?;
     store_values(&txn, id.0, &auth, &config).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.created", Some(id.0)).await?;
+    events::instance(&txn, &row, InstanceChange::Created).await?;
     txn.commit().await?;
     get(db, Caller::User(scope), id).await
 }
@@ -356,6 +370,7 @@ pub(crate) async fn update_in(
         .remove(&(row.solution_id, row.solution_version))
         .ok_or_else(|| Error::internal(anyhow::anyhow!("instance {} lost its solution version", row.id)))?;
     let (mut auth, mut config) = current_values(txn, row.id).await?;
+    let before = (auth.clone(), config.clone());
     merge_values(txn, scope, &definition, patch.values, &mut auth, &mut config).await?;
     let enabling = patch.enabled == Some(true) && !row.enabled;
     if enabling && patch.error_on_enabling_with_missing_values {
@@ -377,14 +392,20 @@ pub(crate) async fn update_in(
         active.enabled = Set(enabled);
     }
     active.updated_at = Set(Utc::now());
-    solution_instance::Entity::update(active).exec(txn).await?;
+    let row = solution_instance::Entity::update(active).exec(txn).await?;
     audit::record(txn, scope.org_id(), scope.into(), "solution_instance.updated", Some(id.0)).await?;
+    let changed = changed_values(&before, &(auth, config));
+    if !changed.is_empty() {
+        events::instance(txn, &row, InstanceChange::Updated { changed }).await?;
+    }
     match patch.enabled {
         Some(true) if !was_enabled => {
-            audit::record(txn, scope.org_id(), scope.into(), "solution_instance.enabled", Some(id.0)).await?
+            audit::record(txn, scope.org_id(), scope.into(), "solution_instance.enabled", Some(id.0)).await?;
+            events::instance(txn, &row, InstanceChange::Enabled).await?;
         }
         Some(false) if was_enabled => {
-            audit::record(txn, scope.org_id(), scope.into(), "solution_instance.disabled", Some(id.0)).await?
+            audit::record(txn, scope.org_id(), scope.into(), "solution_instance.disabled", Some(id.0)).await?;
+            events::instance(txn, &row, InstanceChange::Disabled).await?;
         }
         _ => {}
     }
@@ -410,6 +431,7 @@ pub(crate) async fn upgrade_in(
     let row = own_row_for_update(txn, scope, id).await?;
     let (solution, definition) = solutions::latest(txn, scope.org_id(), SolutionId(row.solution_id)).await?;
     let (mut auth, mut config) = current_values(txn, row.id).await?;
+    let before = (auth.clone(), config.clone());
     auth.retain(|external_id, _| definition.auth_slot(external_id).is_some());
     config.retain(|external_id, value| {
         definition.config_slot(external_id).is_some_and(|slot| solutions::check_value(slot, value.value()).is_ok())
@@ -425,11 +447,19 @@ pub(crate) async fn upgrade_in(
         )));
     }
     store_values(txn, row.id, &auth, &config).await?;
+    let version_changed = row.solution_version != solution.latest_version;
     let mut active: solution_instance::ActiveModel = row.into();
     active.solution_version = Set(solution.latest_version);
     active.updated_at = Set(Utc::now());
-    solution_instance::Entity::update(active).exec(txn).await?;
+    let row = solution_instance::Entity::update(active).exec(txn).await?;
     audit::record(txn, scope.org_id(), scope.into(), "solution_instance.upgraded", Some(id.0)).await?;
+    let mut changed = changed_values(&before, &(auth, config));
+    if version_changed {
+        changed.push("solutionVersion");
+    }
+    if !changed.is_empty() {
+        events::instance(txn, &row, InstanceChange::Updated { changed }).await?;
+    }
     Ok(())
 }
 
@@ -499,15 +529,26 @@ pub async fn fitting_authentications(
 
 pub async fn remove(db: &DatabaseConnection, scope: &UserScope, id: InstanceId) -> Result<()> {
     let txn = crate::db::write(db).await?;
-    own_row_for_update(&txn, scope, id).await?;
+    let row = own_row_for_update(&txn, scope, id).await?;
+    events::instance(&txn, &row, InstanceChange::Removed).await?;
     solution_instance::Entity::delete_by_id(id.0).exec(&txn).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.removed", Some(id.0)).await?;
     txn.commit().await?;
     Ok(())
 }
 
-/// The instances of an end user, removed before the user's authentications.
+/// The instances of an end user, removed before the user's authentications (each with
+/// its `solution_instance.removed` event).
 pub(crate) async fn remove_all_of(txn: &DatabaseTransaction, org_id: OrgId, user_id: UserId) -> Result<u64> {
+    let rows = solution_instance::Entity::find()
+        .filter(solution_instance::Column::OrgId.eq(org_id.0))
+        .filter(solution_instance::Column::OwnerUserId.eq(user_id.0))
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    for row in &rows {
+        events::instance(txn, row, InstanceChange::Removed).await?;
+    }
     let removed = solution_instance::Entity::delete_many()
         .filter(solution_instance::Column::OrgId.eq(org_id.0))
         .filter(solution_instance::Column::OwnerUserId.eq(user_id.0))

@@ -182,6 +182,7 @@ pub async fn remove(
     // deletes below then see them.
     row_for_update(&txn, scope.org_id(), user_id).await?;
     super::instances::remove_all_of(&txn, scope.org_id(), user_id).await?;
+    super::authentications::removing_user(&txn, scope.org_id(), user_id).await?;
     let deleted = external_user::Entity::delete_many()
         .filter(external_user::Column::Id.eq(user_id.0))
         .filter(external_user::Column::OrgId.eq(scope.org_id().0))

@@ -23,6 +23,7 @@ pub mod scalars;
 pub mod solutions;
 pub mod users;
 pub mod viewer;
+pub mod webhooks;
 
 use async_graphql::{
     Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
@@ -36,6 +37,7 @@ use crate::{
     crypto::{Keyring, KeyringHandle},
     domain::{idempotency::Idempotency, pagination::PageRequest},
     error::Error,
+    outbound::Outbound,
 };
 
 #[derive(MergedObject, Default)]
@@ -46,6 +48,7 @@ pub struct Query(
     authentications::AuthenticationsQuery,
     audit::AuditQuery,
     org_settings::OrgSettingsQuery,
+    webhooks::WebhooksQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -55,6 +58,7 @@ pub struct Mutation(
     authentications::AuthenticationsMutation,
     solutions::SolutionsMutation,
     org_settings::OrgSettingsMutation,
+    webhooks::WebhooksMutation,
 );
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
@@ -66,6 +70,7 @@ pub struct Services {
     user_tokens: UserTokens,
     keyring: Arc<KeyringHandle>,
     revocations: Revocations,
+    outbound: Outbound,
 }
 
 impl Services {
@@ -74,13 +79,19 @@ impl Services {
         user_tokens: UserTokens,
         keyring: Arc<KeyringHandle>,
         revocations: Revocations,
+        outbound: Outbound,
     ) -> Self {
-        Self { db, user_tokens, keyring, revocations }
+        Self { db, user_tokens, keyring, revocations, outbound }
     }
 
     /// What this process knows of revocations; a change that revokes tokens advances it.
     pub fn revocations(&self) -> &Revocations {
         &self.revocations
+    }
+
+    /// The client for outbound calls, whose address policy also checks webhook URLs.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     /// The keyring in force now (it follows a rotation of the key file).

@@ -46,6 +46,14 @@ pub const SEALED: &[SealedTable] = &[
         owner: None,
         columns: &["oauth_client_secret"],
     },
+    SealedTable {
+        what: "webhook endpoint",
+        table: "webhook_endpoints",
+        key_id: "key_id",
+        org_id: "org_id",
+        owner: None,
+        columns: &["secret", "previous_secret"],
+    },
 ];
 
 /// One row of a [`SealedTable`] as read, before re-sealing.

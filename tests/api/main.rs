@@ -27,4 +27,5 @@ mod startup;
 mod support;
 mod tls;
 mod users;
+mod webhooks;
 mod wizard;
