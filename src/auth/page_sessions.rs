@@ -84,6 +84,16 @@ pub async fn resolve(
     token: &str,
     target: &str,
 ) -> Result<Option<UserScope>> {
+    Ok(resolve_session(conn, org_id, token, target).await?.map(|(_, scope)| scope))
+}
+
+/// As [`resolve`], with the session's id, for what is bound to one session (an OAuth flow).
+pub async fn resolve_session(
+    conn: &impl ConnectionTrait,
+    org_id: OrgId,
+    token: &str,
+    target: &str,
+) -> Result<Option<(uuid::Uuid, UserScope)>> {
     if token.len() > MAX_TOKEN || !token.starts_with(PREFIX) {
         return Ok(None);
     }
@@ -94,7 +104,30 @@ pub async fn resolve(
         .filter(page_session::Column::ExpiresAt.gt(Utc::now()))
         .one(conn)
         .await?;
-    Ok(row.map(|row| UserScope { org_id: OrgId(row.org_id), user_id: UserId(row.user_id) }))
+    Ok(row.map(|row| (row.id, UserScope { org_id: OrgId(row.org_id), user_id: UserId(row.user_id) })))
+}
+
+/// The organization of a live session among `tokens`, whatever page it was opened for:
+/// for a page that must say who it speaks for before it knows which session is its own.
+pub async fn org_of_any(conn: &impl ConnectionTrait, tokens: &[SecretString]) -> Result<Option<OrgId>> {
+    let hashes: Vec<String> = tokens
+        .iter()
+        .map(ExposeSecret::expose_secret)
+        .filter(|token| token.len() <= MAX_TOKEN && token.starts_with(PREFIX))
+        .map(|token| crypto::sha256_hex(token.as_bytes()))
+        .collect();
+    if hashes.is_empty() {
+        return Ok(None);
+    }
+    let org: Option<uuid::Uuid> = page_session::Entity::find()
+        .select_only()
+        .column(page_session::Column::OrgId)
+        .filter(page_session::Column::TokenHash.is_in(hashes))
+        .filter(page_session::Column::ExpiresAt.gt(Utc::now()))
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(org.map(OrgId))
 }
 
 /// The CSRF token of the session whose cookie holds `token`.

@@ -152,7 +152,9 @@ fn object(field: &str, value: Value) -> Result<Value> {
     if value.is_object() { Ok(value) } else { Err(Error::bad_input(format!("{field} must be a JSON object"))) }
 }
 
-fn checked_scopes(environment: &Environment, scopes: Option<Vec<String>>) -> Result<Vec<String>> {
+/// Scopes trimmed, without duplicates, bounded, and where the environment declares its
+/// scopes, only those.
+pub(super) fn checked_scopes(environment: &Environment, scopes: Option<Vec<String>>) -> Result<Vec<String>> {
     let scopes: BTreeSet<String> = scopes.unwrap_or_default().into_iter().map(|s| s.trim().to_owned()).collect();
     if scopes.len() > MAX_SCOPES {
         return Err(Error::bad_input(format!("at most {MAX_SCOPES} scopes")));

@@ -28,6 +28,19 @@ impl PageTarget {
             }
         }
     }
+
+    /// The target whose [`key`](Self::key) is `key`, for what carries a target by its key
+    /// (the OAuth flow's start link and its stored row).
+    pub fn from_key(key: &str) -> Option<Self> {
+        let parts: Vec<&str> = key.split('/').collect();
+        match parts.as_slice() {
+            ["auth.create", service_id, environment_id] => Some(PageTarget::CreateAuthentication {
+                service_id: ServiceId::parse(service_id).ok()?,
+                environment_id: EnvironmentId::parse(environment_id).ok()?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A page opened: its organization and the token for the session cookie.
@@ -73,6 +86,17 @@ pub async fn open(
     Ok(Opened { org_id: org.id, token })
 }
 
+/// As [`resume`], with the session's id, for what is bound to one session (an OAuth flow).
+pub async fn resume_session(
+    db: &DatabaseConnection,
+    partner: &str,
+    token: &str,
+    target: &PageTarget,
+) -> Result<Option<(uuid::Uuid, UserScope)>> {
+    let org = orgs::by_name_or_id(db, partner).await?;
+    page_sessions::resolve_session(db, org.id, token, &target.key()).await
+}
+
 /// The end user of the live session `token` for `target` in the organization `partner`.
 pub async fn resume(
     db: &DatabaseConnection,
@@ -95,4 +119,21 @@ async fn check_target(conn: &impl sea_orm::ConnectionTrait, scope: &UserScope, t
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_found_again_from_its_key_and_nothing_else_is() {
+        let target = PageTarget::CreateAuthentication {
+            service_id: ServiceId::generate(),
+            environment_id: EnvironmentId::generate(),
+        };
+        assert_eq!(PageTarget::from_key(&target.key()), Some(target.clone()));
+        for other in ["", "auth.create", "auth.create/x/y", &format!("{}/extra", target.key()), "other/a/b"] {
+            assert_eq!(PageTarget::from_key(other), None, "{other}");
+        }
+    }
 }
