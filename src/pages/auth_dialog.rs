@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use secrecy::SecretString;
 
-use super::{PagesConfig, Refusal, forms, page, respond, session_cookie, session_token, views};
+use super::{Refusal, forms, oauth, page, respond, session_cookie, session_token, views};
 use crate::{
     auth::{Caller, UserScope, page_sessions as auth_sessions},
     domain::{
@@ -69,7 +69,7 @@ fn parse_query(raw: Option<&str>) -> Option<CreateQuery> {
     })
 }
 
-fn not_found() -> Refusal {
+pub(super) fn not_found() -> Refusal {
     Refusal {
         status: StatusCode::NOT_FOUND,
         title: "Page not found",
@@ -77,7 +77,7 @@ fn not_found() -> Refusal {
     }
 }
 
-fn session_ended() -> Refusal {
+pub(super) fn session_ended() -> Refusal {
     Refusal {
         status: StatusCode::FORBIDDEN,
         title: "This link can no longer be used",
@@ -85,7 +85,7 @@ fn session_ended() -> Refusal {
     }
 }
 
-fn failed(err: Error) -> Refusal {
+pub(super) fn failed(err: Error) -> Refusal {
     match err {
         Error::NotFound(_) | Error::BadInput(_) => not_found(),
         _ => {
@@ -133,6 +133,17 @@ async fn show(state: &AppState, partner: &str, raw: Option<&str>, headers: &Head
     }
     let (scope, token) = session(state, partner, headers, &query.target).await?;
     let subject = subject(state, &scope, &query.target).await?;
+    if oauth::handles(&subject.environment) {
+        return Ok(oauth::dialog(&oauth::Dialog {
+            partner,
+            target: &query.target,
+            brand: &subject.brand,
+            service: &subject.service,
+            environment: &subject.environment,
+            token: &token,
+            scopes: &query.scopes,
+        }));
+    }
     let form = FormState { name: subject.service.title.clone(), scopes: query.scopes.clone(), ..FormState::default() };
     Ok(page(StatusCode::OK, render(&subject, &token, &form)))
 }
@@ -197,9 +208,6 @@ fn render(subject: &Subject, token: &SecretString, state: &FormState) -> maud::M
     })
 }
 
-/// Most form fields read from one post; a real form has a few dozen.
-const MAX_FORM_PAIRS: usize = 500;
-
 /// `POST /external/auth/create/{partner}?…`: checks the CSRF token, reads the fields as the
 /// schemas type them, shows schema violations on their fields, and saves through the same
 /// create as the import. The session's id is the create's idempotency key, so a post sent
@@ -224,22 +232,9 @@ async fn submit(
 ) -> Result<Response, Refusal> {
     let query = parse_query(raw).ok_or_else(not_found)?;
     let (scope, token) = session(state, partner, headers, &query.target).await?;
-    let mut posted = BTreeMap::new();
-    let mut scopes = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(body).take(MAX_FORM_PAIRS) {
-        match key.as_ref() {
-            "scopes" if scopes.len() < MAX_SCOPES => scopes.push(value.into_owned()),
-            _ => {
-                posted.insert(key.into_owned(), value.into_owned());
-            }
-        }
-    }
+    let (posted, scopes) = forms::posted(body);
     if !posted.get("_csrf").is_some_and(|submitted| auth_sessions::csrf_matches(&token, submitted)) {
-        return Err(Refusal {
-            status: StatusCode::FORBIDDEN,
-            title: "This form has expired",
-            message: "It was not sent from this window's own page. Close this window and start again from the app.",
-        });
+        return Err(super::form_expired());
     }
     Ok(save(state, &scope, &token, &query, posted, scopes).await?)
 }
@@ -334,10 +329,4 @@ async fn save(
 /// `partner` as one path segment of the redirect.
 fn url_path_segment(partner: &str) -> String {
     url::form_urlencoded::byte_serialize(partner.as_bytes()).collect::<String>().replace('+', "%20")
-}
-
-impl PagesConfig {
-    pub fn new(public_url: &str) -> Self {
-        Self { secure_cookies: public_url.starts_with("https://") }
-    }
 }

@@ -118,6 +118,28 @@ fn kind(document: Document, spec: &Value) -> Kind {
     }
 }
 
+/// Most pairs read from one post; a real form has a few dozen.
+const MAX_FORM_PAIRS: usize = 500;
+/// More scopes than any environment has are not read.
+const MAX_SCOPES: usize = 200;
+
+/// A posted form: its controls by name (the last of a repeated name), and its `scopes`
+/// checkboxes, which repeat. Bounded in pairs and scopes.
+pub fn posted(body: &[u8]) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut posted = BTreeMap::new();
+    let mut scopes = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(body).take(MAX_FORM_PAIRS) {
+        match key.as_ref() {
+            "scopes" if scopes.len() < MAX_SCOPES => scopes.push(value.into_owned()),
+            "scopes" => {}
+            _ => {
+                posted.insert(key.into_owned(), value.into_owned());
+            }
+        }
+    }
+    (posted, scopes)
+}
+
 /// The posted values of `fields` as a JSON document, and the fields whose text could not
 /// be read as their type (keyed by control name). A blank optional field is left out.
 pub fn read(fields: &[Field], posted: &BTreeMap<String, String>) -> (Value, BTreeMap<String, String>) {

@@ -5,6 +5,8 @@
 
 mod auth_dialog;
 mod forms;
+mod oauth;
+mod oauth_views;
 mod views;
 
 use axum::{
@@ -13,7 +15,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use cookie::{Cookie, SameSite};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,6 +31,18 @@ use crate::{
 pub struct PagesConfig {
     /// Cookies get `Secure` when the public URL is `https` (directly or behind a proxy).
     pub secure_cookies: bool,
+    /// Where OAuth providers send the end user back: `{LATCHKEY_PUBLIC_URL}` followed by
+    /// [`oauth::CALLBACK_PATH`], exactly as each OAuth app registers it.
+    pub oauth_redirect_uri: String,
+}
+
+impl PagesConfig {
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            secure_cookies: public_url.starts_with("https://"),
+            oauth_redirect_uri: format!("{}{}", public_url.trim_end_matches('/'), oauth::CALLBACK_PATH),
+        }
+    }
 }
 
 /// `'self'` only: scripts and styles come from the embedded assets; the logo is the one
@@ -39,6 +53,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/external/auth/create/{partner}", get(auth_dialog::create_page).post(auth_dialog::create_submit))
+        .route("/external/auth/oauth/start/{partner}", get(oauth::start))
+        .route(oauth::CALLBACK_PATH, get(oauth::callback))
+        .route("/external/auth/oauth/client-credentials/{partner}", post(oauth::client_credentials_submit))
         .route("/external/assets/{name}", get(asset))
         .route("/external/assets/accent/{colour}", get(accent))
         .layer(middleware::from_fn(security_headers))
@@ -117,17 +134,32 @@ fn session_cookie(config: &PagesConfig, target_key: &str, token: &SecretString) 
     HeaderValue::from_str(&cookie.to_string()).expect("a cookie of base64url and hex is a valid header")
 }
 
-/// The session token the browser sent for `target_key`, if any.
-fn session_token(headers: &HeaderMap, target_key: &str) -> Option<SecretString> {
-    let name = cookie_name(target_key);
+/// The cookies the browser sent.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'static>> + '_ {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| Cookie::split_parse(value.to_owned()))
         .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == name)
+}
+
+/// The session token the browser sent for `target_key`, if any.
+fn session_token(headers: &HeaderMap, target_key: &str) -> Option<SecretString> {
+    let name = cookie_name(target_key);
+    cookies(headers).find(|cookie| cookie.name() == name).map(|cookie| SecretString::from(cookie.value().to_owned()))
+}
+
+/// Page sessions a browser holds at most that a page looks through.
+const MAX_SESSION_COOKIES: usize = 20;
+
+/// Every page-session token the browser sent, whatever its page.
+fn all_session_tokens(headers: &HeaderMap) -> Vec<SecretString> {
+    cookies(headers)
+        .filter(|cookie| cookie.name().starts_with("lk_page_"))
+        .take(MAX_SESSION_COOKIES)
         .map(|cookie| SecretString::from(cookie.value().to_owned()))
+        .collect()
 }
 
 /// Why a page is not shown: a status, a heading and a sentence a person can act on.
@@ -152,6 +184,15 @@ async fn respond(state: &AppState, partner: &str, outcome: Result<Response, Refu
         Err(_) => None,
     };
     page(refusal.status, views::error(brand.as_ref(), refusal.title, refusal.message))
+}
+
+/// A form post without its session's CSRF token.
+fn form_expired() -> Refusal {
+    Refusal {
+        status: StatusCode::FORBIDDEN,
+        title: "This form has expired",
+        message: "It was not sent from this window's own page. Close this window and start again from the app.",
+    }
 }
 
 fn page(status: StatusCode, markup: maud::Markup) -> Response {

@@ -110,7 +110,7 @@ fn popup_data(brand: &Brand, message: Option<(&str, &str, &str)>) -> Markup {
     }
 }
 
-fn field(field: &Field, value: &str, error: Option<&String>) -> Markup {
+pub(super) fn field(field: &Field, value: &str, error: Option<&String>) -> Markup {
     let name = field.name();
     let id = format!("f-{name}");
     let description_id = format!("d-{name}");
@@ -167,22 +167,47 @@ fn field(field: &Field, value: &str, error: Option<&String>) -> Markup {
     }
 }
 
-pub fn create_authentication(form: &AuthForm<'_>) -> Markup {
-    let title = format!("Connect {}", form.service.title);
-    let empty = String::new();
-    let has_errors = form.form_error.is_some() || !form.errors.is_empty();
+/// A dialog connecting `service`: its heading, `body`, and the element the popup script
+/// reads its origins from.
+pub(super) fn dialog(
+    brand: &Brand,
+    service: &catalog::Service,
+    environment: &catalog::Environment,
+    body: Markup,
+) -> Markup {
+    let title = format!("Connect {}", service.title);
     layout(
-        Some(form.brand),
+        Some(brand),
         &title,
         html! {
             h1 { (title) }
-            p class="environment" { (form.environment.title) }
-            @if has_errors {
-                div id="error-summary" class="error-summary" role="alert" tabindex="-1" {
-                    p { "Please correct the fields marked below." }
-                    @if let Some(error) = form.form_error { p { (error) } }
-                }
+            p class="environment" { (environment.title) }
+            (body)
+            (popup_data(brand, None))
+        },
+    )
+}
+
+/// What was wrong with a refused post, where the popup script takes the focus.
+pub(super) fn error_summary(form_error: Option<&str>, field_errors: bool) -> Markup {
+    html! {
+        @if form_error.is_some() || field_errors {
+            div id="error-summary" class="error-summary" role="alert" tabindex="-1" {
+                @if field_errors { p { "Please correct the fields marked below." } }
+                @if let Some(error) = form_error { p { (error) } }
             }
+        }
+    }
+}
+
+pub fn create_authentication(form: &AuthForm<'_>) -> Markup {
+    let empty = String::new();
+    dialog(
+        form.brand,
+        form.service,
+        form.environment,
+        html! {
+            (error_summary(form.form_error, !form.errors.is_empty()))
             form method="post" novalidate {
                 input type="hidden" name="_csrf" value=(form.csrf);
                 div class="field" {
@@ -215,7 +240,6 @@ pub fn create_authentication(form: &AuthForm<'_>) -> Markup {
                     button type="button" id="cancel" class="secondary" { "Cancel" }
                 }
             }
-            (popup_data(form.brand, None))
         },
     )
 }
