@@ -18,8 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{Authenticator, UserTokens},
-    config::{Config, ConnectionLimits},
+    auth::{Authenticator, Revocations, UserTokens},
+    config::{Config, ConnectionLimits, DatabaseKind},
     crypto::{self, KeyringHandle},
     db,
     domain::{
@@ -46,6 +46,7 @@ pub struct App {
     /// Set on the very first start: the default organization and its master token.
     pub bootstrap: Option<Bootstrap>,
     connections: ConnectionLimits,
+    tls: Option<crate::tls::Tls>,
 }
 
 impl App {
@@ -83,22 +84,23 @@ impl App {
         let followed_file = config.encryption_key.is_none().then(|| keys::files::key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
         let state = state(db, user_tokens, keyring.clone(), fingerprinter, &limits, config);
-        Ok(Self { state, keyring, bootstrap, connections: config.connections })
+        Ok(Self { state, keyring, bootstrap, connections: config.connections, tls: config.tls.clone() })
     }
 
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish for up to
-    /// [`SHUTDOWN_GRACE`].
+    /// Serves (HTTPS when the configuration has a certificate) until `shutdown` resolves,
+    /// then lets in-flight requests finish for up to [`SHUTDOWN_GRACE`].
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await
+        let tls = self.tls.as_ref().map(crate::tls::Tls::acceptor);
+        server::serve(listener, router, self.connections, tls, SHUTDOWN_GRACE, shutdown).await
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -114,8 +116,11 @@ fn state(
     limits: &Limits,
     config: &Config,
 ) -> AppState {
-    let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
-    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
+    let revocations = Revocations::new();
+    let listen_url = (config.database_kind == DatabaseKind::Postgres).then(|| config.database_url.clone());
+    revocations.watch(db.clone(), listen_url);
+    let authenticator = Authenticator::new(db.clone(), user_tokens.clone(), revocations.clone());
+    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone(), revocations), limits);
     AppState {
         schema,
         authenticator,

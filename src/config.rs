@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub max_connections: Option<String>,
     pub header_timeout: Option<String>,
     pub outbound_allow_private: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -56,6 +58,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Which addresses calls to token URLs and webhook endpoints may reach.
     pub outbound: crate::outbound::AddressPolicy,
+    /// `Some` when latchkey serves HTTPS itself.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// Requests per second each caller may make, with the burst it may spend at once.
@@ -95,6 +99,7 @@ impl fmt::Debug for Config {
             .field("rate_limit", &self.rate_limit)
             .field("connections", &self.connections)
             .field("outbound", &self.outbound)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +159,7 @@ impl Config {
             }
         };
 
+        let tls = crate::tls::Tls::from_files(raw.tls_cert.as_deref(), raw.tls_key.as_deref())?;
         let public_url = match raw.public_url {
             Some(url) => {
                 let url = url.trim().trim_end_matches('/').to_owned();
@@ -162,6 +168,7 @@ impl Config {
                 }
                 url
             }
+            None if tls.is_some() => format!("https://{bind}"),
             None => format!("http://{bind}"),
         };
 
@@ -208,6 +215,7 @@ impl Config {
             rate_limit,
             connections,
             outbound,
+            tls,
         })
     }
 }
@@ -243,6 +251,27 @@ mod tests {
         assert!(config.introspection);
         assert_eq!(config.rate_limit, Some(RateLimit { per_second: 30, burst: 50 }));
         assert_eq!(config.connections.max_connections, 512);
+    }
+
+    #[test]
+    fn with_tls_the_default_public_url_is_https_and_a_given_one_still_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, pair.cert.pem()).unwrap();
+        std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+        let tls = || RawConfig {
+            tls_cert: Some(cert.display().to_string()),
+            tls_key: Some(key.display().to_string()),
+            ..Default::default()
+        };
+        let config = Config::from_raw(tls()).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.public_url, "https://127.0.0.1:8080");
+        let behind_proxy = RawConfig { public_url: Some("https://keys.example.com".into()), ..tls() };
+        assert_eq!(Config::from_raw(behind_proxy).unwrap().public_url, "https://keys.example.com");
+        let half = RawConfig { tls_key: None, ..tls() };
+        assert_eq!(Config::from_raw(half).unwrap_err().variable, "LATCHKEY_TLS_KEY");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod pages;
 pub mod rate_limit;
 pub mod rest;
 pub mod server;
+pub mod tls;
 
 pub use app::App;
 pub use config::Config;

@@ -37,7 +37,7 @@ struct Options {
     /// sqlite: or postgres:// URL [default: SQLite file in the data dir]
     #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
-    /// Public base URL of this service [default: http://<bind>]
+    /// Public base URL of this service [default: http://<bind>, https://<bind> with TLS]
     #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
     public_url: Option<String>,
     /// Encryption keys, base64, comma-separated, active key first [default: generated in the data dir]
@@ -71,6 +71,13 @@ struct Options {
     /// addresses (for tests and private networks) [default: false]
     #[arg(long, env = "LATCHKEY_OUTBOUND_ALLOW_PRIVATE", global = true)]
     outbound_allow_private: Option<String>,
+    /// PEM file with the certificate chain (server certificate first); with
+    /// LATCHKEY_TLS_KEY, latchkey serves HTTPS itself [default: plain HTTP]
+    #[arg(long, env = "LATCHKEY_TLS_CERT", global = true)]
+    tls_cert: Option<String>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "LATCHKEY_TLS_KEY", global = true)]
+    tls_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +198,8 @@ impl Options {
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
             outbound_allow_private: self.outbound_allow_private,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
         })
     }
 }
@@ -351,8 +360,10 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
             }
         }
         MasterTokenCommand::Revoke { id } => {
-            let token = master_tokens::revoke(db, MasterTokenId::parse(&id)?).await?;
-            audit::record(db, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
+            let txn = latchkey::db::write(db).await?;
+            let token = master_tokens::revoke(&txn, MasterTokenId::parse(&id)?).await?;
+            audit::record(&txn, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
+            txn.commit().await?;
             eprintln!("latchkey: master token {} revoked", token.id);
         }
     }

@@ -9,6 +9,7 @@ mod m20261121_000003_solutions;
 mod m20261121_000004_idempotency;
 mod m20261121_000005_organization_settings;
 mod m20261121_000006_page_sessions;
+mod m20261121_000007_page_session_drafts;
 mod m20261122_000001_oauth_flows;
 
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_idempotency::Migration),
             Box::new(m20261121_000005_organization_settings::Migration),
             Box::new(m20261121_000006_page_sessions::Migration),
+            Box::new(m20261121_000007_page_session_drafts::Migration),
             Box::new(m20261122_000001_oauth_flows::Migration),
         ]
     }

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -295,15 +296,35 @@ pub async fn create(
             "customFields": new.custom_fields,
         })
     });
+    let id = AuthenticationId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            return idempotency::replayed(get(db, caller, AuthenticationId(id)).await, "authentication");
+        }
+    };
+    let authentication = insert(&txn, keyring, caller, id, new).await?;
+    txn.commit().await?;
+    Ok(authentication)
+}
+
+/// Checks a new authentication and inserts it as `id` inside `txn`, so a use case can
+/// make it together with other writes (an instance's slot value) or not at all.
+pub(crate) async fn insert(
+    txn: &DatabaseTransaction,
+    keyring: &Keyring,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    new: NewAuthentication,
+) -> Result<Authentication> {
     let org_id = caller.org_id();
-    let environment = catalog::environment(db, caller, new.environment_id).await?;
+    let environment = catalog::environment(txn, caller, new.environment_id).await?;
     if new.service_id.is_some_and(|id| id != environment.service_id) {
         return Err(Error::bad_input("serviceId is not the service of serviceEnvironmentId"));
     }
     let contents =
         checked_contents(&environment, &new.name, new.credentials, new.user_data, new.scopes, new.custom_fields)?;
     let owner = owner_of(caller);
-    let id = AuthenticationId::generate();
     let now = Utc::now();
     let row = authentication::ActiveModel {
         id: Set(id.0),
@@ -321,20 +342,13 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
-        Begun::Fresh(txn) => txn,
-        Begun::Replay(id) => {
-            return idempotency::replayed(get(db, caller, AuthenticationId(id)).await, "authentication");
-        }
-    };
     if let Some(owner) = owner {
-        super::users::hold(&txn, org_id, owner).await?;
+        super::users::hold(txn, org_id, owner).await?;
     }
-    catalog::hold_environment(&txn, org_id, &environment).await?;
-    let row = authentication::Entity::insert(row).exec_with_returning(&txn).await?;
-    audit::record(&txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
-    txn.commit().await?;
-    let service = catalog::service(db, caller, environment.service_id).await?;
+    catalog::hold_environment(txn, org_id, &environment).await?;
+    let row = authentication::Entity::insert(row).exec_with_returning(txn).await?;
+    audit::record(txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
+    let service = catalog::service(txn, caller, environment.service_id).await?;
     to_authentication(row, service, environment)
 }
 
@@ -376,9 +390,74 @@ pub async fn replace(
 ) -> Result<Authentication> {
     let txn = crate::db::write(db).await?;
     let row = row_for_update(&txn, caller, id).await?;
+    let authentication = rewrite(&txn, keyring, caller, row, replacement).await?;
+    txn.commit().await?;
+    Ok(authentication)
+}
+
+/// An edit from a form: the documents as sent, where a secret field left blank keeps its
+/// stored value.
+pub struct Edit {
+    pub name: String,
+    pub credentials: Value,
+    pub user_data: Value,
+    /// Top-level properties of the credentials that, left out, keep their stored value.
+    pub keep_credentials: Vec<String>,
+    /// The same for the user data.
+    pub keep_user_data: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Edits an authentication inside `txn`: opens the sealed documents, keeps the stored
+/// value of each kept property left out, checks the result as the import does, and seals
+/// it again. The row is locked (`FOR UPDATE` on PostgreSQL) from the read to the commit.
+/// The custom fields stay.
+pub(crate) async fn edit(
+    txn: &DatabaseTransaction,
+    keyring: &KeyringHandle,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    edit: Edit,
+) -> Result<Authentication> {
+    let row = row_for_update(txn, caller, id).await?;
+    let credentials =
+        keep_stored(edit.credentials, &open_json(keyring, &row, Field::Credentials)?, &edit.keep_credentials);
+    let user_data = keep_stored(edit.user_data, &open_json(keyring, &row, Field::UserData)?, &edit.keep_user_data);
+    let custom_fields = serde_json::from_str(&row.custom_fields).map_err(Error::internal)?;
+    let replacement = Replacement {
+        name: edit.name,
+        credentials,
+        user_data: Some(user_data),
+        scopes: Some(edit.scopes),
+        custom_fields: Some(custom_fields),
+    };
+    rewrite(txn, &keyring.current(), caller, row, replacement).await
+}
+
+/// `document` with the stored value of each of `keep` that it leaves out.
+fn keep_stored(mut document: Value, stored: &Sensitive<Value>, keep: &[String]) -> Value {
+    if let (Some(document), Some(stored)) = (document.as_object_mut(), stored.expose().as_object()) {
+        for property in keep {
+            if let (false, Some(value)) = (document.contains_key(property), stored.get(property)) {
+                document.insert(property.clone(), value.clone());
+            }
+        }
+    }
+    document
+}
+
+/// Checks `replacement` against the row's environment and writes it over the locked `row`.
+async fn rewrite(
+    txn: &DatabaseTransaction,
+    keyring: &Keyring,
+    caller: Caller<'_>,
+    row: authentication::Model,
+    replacement: Replacement,
+) -> Result<Authentication> {
+    let id = AuthenticationId(row.id);
     let org_id = OrgId(row.org_id);
     let owner = row.owner_user_id.map(UserId);
-    let environment = catalog::environment(&txn, caller, EnvironmentId(row.environment_id)).await?;
+    let environment = catalog::environment(txn, caller, EnvironmentId(row.environment_id)).await?;
     let contents = checked_contents(
         &environment,
         &replacement.name,
@@ -395,11 +474,9 @@ pub async fn replace(
     active.user_data = Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data));
     active.key_id = Set(keyring.active().id().to_owned());
     active.updated_at = Set(Utc::now());
-    let row = authentication::Entity::update(active).exec(&txn).await?;
-    audit::record(&txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
-    let authentication = one_with_catalog(&txn, caller, row).await?;
-    txn.commit().await?;
-    Ok(authentication)
+    let row = authentication::Entity::update(active).exec(txn).await?;
+    audit::record(txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
+    one_with_catalog(txn, caller, row).await
 }
 
 pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: AuthenticationId) -> Result<()> {
@@ -426,6 +503,32 @@ fn open_json(keyring: &KeyringHandle, row: &authentication::Model, field: Field)
     let value = serde_json::from_slice(plaintext.expose_secret())
         .map_err(|_| Error::internal(anyhow::anyhow!("authentication {} {} is not JSON", row.id, field.name())))?;
     Ok(Sensitive::new(value))
+}
+
+/// The named top-level properties of an authentication's credentials and user data, for
+/// pre-filling a form with the values it shows. Callers name only what is not secret
+/// (an edit form never shows a secret back); everything else stays sealed.
+pub async fn shown_values(
+    conn: &impl ConnectionTrait,
+    keyring: &KeyringHandle,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    credentials: &[String],
+    user_data: &[String],
+) -> Result<(Value, Value)> {
+    let row = find_row(conn, caller, id).await?;
+    let pick = |field: Field, names: &[String]| -> Result<Value> {
+        if names.is_empty() {
+            return Ok(Value::Object(serde_json::Map::new()));
+        }
+        let opened = open_json(keyring, &row, field)?;
+        let picked = names
+            .iter()
+            .filter_map(|name| opened.expose().get(name).map(|value| (name.clone(), value.clone())))
+            .collect();
+        Ok(Value::Object(picked))
+    };
+    Ok((pick(Field::Credentials, credentials)?, pick(Field::UserData, user_data)?))
 }
 
 /// The one path by which secrets leave: the owning end user, where the organization has

@@ -24,7 +24,7 @@ use super::{
     catalog::{self, AuthenticationType, Environment},
 };
 use crate::{
-    auth::{Caller, UserScope},
+    auth::{Caller, UserScope, page_sessions::PageSession},
     crypto::{self, Keyring, KeyringHandle, envelope},
     error::{Error, Result},
     ids::{EnvironmentId, OrgId},
@@ -218,7 +218,7 @@ pub async fn take(
     db: &DatabaseConnection,
     keyring: &KeyringHandle,
     found: &Found,
-    session: Option<(Uuid, UserScope)>,
+    session: Option<PageSession>,
 ) -> std::result::Result<Taken, TakeError> {
     let row = &found.row;
     let now = Utc::now();
@@ -228,7 +228,7 @@ pub async fn take(
     if row.used_at.is_some() {
         return Err(TakeError::Used);
     }
-    let Some((_, scope)) = session.filter(|(id, _)| *id == row.page_session_id) else {
+    let Some(session) = session.filter(|session| session.id == row.page_session_id) else {
         return Err(TakeError::OtherSession);
     };
     // One statement, so two answers racing for one state cannot both win.
@@ -248,7 +248,7 @@ pub async fn take(
     let verifier = String::from_utf8(verifier.expose_secret().clone())
         .map_err(|_| Error::internal(anyhow::anyhow!("OAuth flow {} verifier is not text", row.id)))?;
     Ok(Taken {
-        scope,
+        scope: session.scope,
         environment_id: EnvironmentId(row.environment_id),
         scopes: serde_json::from_str(&row.scopes).map_err(Error::internal)?,
         pkce_verifier: verifier.into(),

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{Principal, UserTokens},
+    auth::{Principal, Revocations, UserTokens},
     crypto::{Keyring, KeyringHandle},
     domain::{idempotency::Idempotency, pagination::PageRequest},
     error::Error,
@@ -65,11 +65,22 @@ pub struct Services {
     db: DatabaseConnection,
     user_tokens: UserTokens,
     keyring: Arc<KeyringHandle>,
+    revocations: Revocations,
 }
 
 impl Services {
-    pub fn new(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<KeyringHandle>) -> Self {
-        Self { db, user_tokens, keyring }
+    pub fn new(
+        db: DatabaseConnection,
+        user_tokens: UserTokens,
+        keyring: Arc<KeyringHandle>,
+        revocations: Revocations,
+    ) -> Self {
+        Self { db, user_tokens, keyring, revocations }
+    }
+
+    /// What this process knows of revocations; a change that revokes tokens advances it.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// The keyring in force now (it follows a rotation of the key file).

@@ -18,14 +18,12 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
-use uuid::Uuid;
 
 use super::{
-    Refusal,
-    auth_dialog::{failed, not_found, session_ended},
-    forms, oauth_views, page, respond, session_token, views,
+    Opener, Posted, Refusal, failed, form_expired, forms, not_found, oauth_views, page, posted, respond, session,
+    session_token, views,
 };
 use crate::{
     auth::{Caller, UserScope, page_sessions as auth_sessions},
@@ -34,7 +32,7 @@ use crate::{
         catalog::{self, AuthenticationType, Environment},
         oauth_connect::{self, ConnectError, NewFlow, TakeError},
         org_settings, orgs,
-        page_sessions::{self, PageTarget},
+        page_sessions::PageTarget,
     },
     error::Error,
     http::AppState,
@@ -62,6 +60,7 @@ async fn environment_of(state: &AppState, scope: &UserScope, target: &PageTarget
         PageTarget::CreateAuthentication { environment_id, .. } => {
             catalog::environment(&state.unscoped_db, Caller::User(scope), *environment_id).await
         }
+        _ => Err(Error::NotFound("page")),
     }
 }
 
@@ -94,6 +93,7 @@ async fn complete(
             // state is single use, and the check runs once per post.
             Ok(authentications::create(&state.unscoped_db, &keyring, caller, new, None).await?.id)
         }
+        _ => Err(Error::NotFound("page")),
     }
 }
 
@@ -112,8 +112,8 @@ pub struct Dialog<'a> {
     pub brand: &'a views::Brand,
     pub service: &'a catalog::Service,
     pub environment: &'a Environment,
-    /// The session's token, for the CSRF token.
-    pub token: &'a SecretString,
+    /// The session's CSRF token.
+    pub csrf: &'a str,
     /// Requested by the partner (`scopes[]`).
     pub scopes: &'a [String],
 }
@@ -121,7 +121,7 @@ pub struct Dialog<'a> {
 /// The dialog of an OAuth environment: the connect link, the client-credentials form, or,
 /// where the organization has not set up its OAuth app, a plain word saying so.
 pub fn dialog(dialog: &Dialog<'_>) -> Response {
-    let csrf = auth_sessions::csrf_token(dialog.token);
+    let csrf = dialog.csrf;
     if dialog.environment.oauth_app.is_none() {
         let message = match dialog.environment.authentication_type {
             AuthenticationType::Oauth2clientCredentials => format!(
@@ -133,7 +133,11 @@ pub fn dialog(dialog: &Dialog<'_>) -> Response {
                 dialog.brand.name, dialog.service.title, dialog.brand.name
             ),
         };
-        return page(StatusCode::OK, views::error(Some(dialog.brand), "This service is not set up yet", &message));
+        let title = "This service is not set up yet";
+        return page(
+            StatusCode::OK,
+            views::error(Some(dialog.brand), Opener::AuthDialog.error_message(), title, &message),
+        );
     }
     let target = dialog.target.key();
     let subject =
@@ -142,14 +146,14 @@ pub fn dialog(dialog: &Dialog<'_>) -> Response {
         let fields = client_credentials_fields(dialog.environment);
         let form = CredentialsForm { scopes: dialog.scopes.to_vec(), ..CredentialsForm::default() };
         let action = client_credentials_action(dialog.partner, &target);
-        return page(StatusCode::OK, render_credentials(&subject, &fields, &action, &csrf, &form));
+        return page(StatusCode::OK, render_credentials(&subject, &fields, &action, csrf, &form));
     }
     let mut link = url::form_urlencoded::Serializer::new(String::new());
     link.append_pair("target", &target);
     for scope in dialog.scopes {
         link.append_pair("scope", scope);
     }
-    link.append_pair("_csrf", &csrf);
+    link.append_pair("_csrf", csrf);
     let start_url = format!("/external/auth/oauth/start/{}?{}", path_segment(dialog.partner), link.finish());
     page(StatusCode::OK, oauth_views::connect(&subject, dialog.scopes, &start_url))
 }
@@ -157,19 +161,6 @@ pub fn dialog(dialog: &Dialog<'_>) -> Response {
 /// `partner` as one path segment.
 fn path_segment(partner: &str) -> String {
     url::form_urlencoded::byte_serialize(partner.as_bytes()).collect::<String>().replace('+', "%20")
-}
-
-/// The session behind a request for `target`: its id, its end user and its token.
-async fn session(
-    state: &AppState,
-    partner: &str,
-    headers: &HeaderMap,
-    target: &PageTarget,
-) -> Result<(Uuid, UserScope, SecretString), Refusal> {
-    let token = session_token(headers, &target.key()).ok_or_else(session_ended)?;
-    let resumed = page_sessions::resume_session(&state.unscoped_db, partner, token.expose_secret(), target).await?;
-    let (id, scope) = resumed.ok_or_else(session_ended)?;
-    Ok((id, scope, token))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -184,7 +175,7 @@ pub async fn start(
     headers: HeaderMap,
 ) -> Response {
     let outcome = start_flow(&state, &partner, raw.as_deref(), &headers).await;
-    respond(&state, &partner, outcome).await
+    respond(&state, &partner, Opener::AuthDialog, outcome).await
 }
 
 async fn start_flow(
@@ -205,17 +196,17 @@ async fn start_flow(
         }
     }
     let target = target.ok_or_else(not_found)?;
-    let (session_id, scope, token) = session(state, partner, headers, &target).await?;
-    if !csrf.is_some_and(|csrf| auth_sessions::csrf_matches(&token, &csrf)) {
-        return Err(super::form_expired());
+    let session = session(state, partner, headers, &target).await?;
+    if !csrf.is_some_and(|csrf| session.csrf_matches(&csrf)) {
+        return Err(form_expired());
     }
-    let environment = environment_of(state, &scope, &target).await?;
+    let environment = environment_of(state, session.scope(), &target).await?;
     let url = oauth_connect::start(
         &state.unscoped_db,
         &state.keyring.current(),
-        &scope,
+        session.scope(),
         NewFlow {
-            session_id,
+            session_id: session.page.id,
             target: &target.key(),
             environment: &environment,
             scopes,
@@ -340,10 +331,8 @@ pub async fn callback(State(state): State<AppState>, RawQuery(raw): RawQuery, he
         Ok(None) => Err(unknown_state()),
         Err(err) => Err(failed(err)),
     };
-    match org_id {
-        Some(org_id) => respond(&state, &org_id.to_string(), outcome).await,
-        None => respond(&state, "", outcome).await,
-    }
+    let partner = org_id.map(|org_id| org_id.to_string()).unwrap_or_default();
+    respond(&state, &partner, Opener::AuthDialog, outcome).await
 }
 
 async fn finish(
@@ -354,9 +343,7 @@ async fn finish(
 ) -> Result<Response, Refusal> {
     let db = &state.unscoped_db;
     let session = match session_token(headers, found.target()) {
-        Some(token) => {
-            auth_sessions::resolve_session(db, found.org_id(), token.expose_secret(), found.target()).await?
-        }
+        Some(token) => auth_sessions::resolve(db, found.org_id(), token.expose_secret(), found.target()).await?,
         None => None,
     };
     let taken = oauth_connect::take(db, &state.keyring, found, session).await.map_err(take_refused)?;
@@ -502,7 +489,7 @@ pub async fn client_credentials_submit(
     body: Bytes,
 ) -> Response {
     let outcome = check_client_credentials(&state, &partner, &query.target, &headers, &body).await;
-    respond(&state, &partner, outcome).await
+    respond(&state, &partner, Opener::AuthDialog, outcome).await
 }
 
 async fn check_client_credentials(
@@ -513,14 +500,12 @@ async fn check_client_credentials(
     body: &[u8],
 ) -> Result<Response, Refusal> {
     let target = PageTarget::from_key(target_key).ok_or_else(not_found)?;
-    let (_, scope, token) = session(state, partner, headers, &target).await?;
-    let (posted, scopes) = forms::posted(body);
-    if !posted.get("_csrf").is_some_and(|submitted| auth_sessions::csrf_matches(&token, submitted)) {
-        return Err(super::form_expired());
-    }
+    let session = session(state, partner, headers, &target).await?;
+    let Posted { fields: posted, scopes } = posted(&session, body)?;
+    let scope = session.scope();
     let db = &state.unscoped_db;
-    let caller = Caller::User(&scope);
-    let environment = environment_of(state, &scope, &target).await?;
+    let caller = Caller::User(scope);
+    let environment = environment_of(state, scope, &target).await?;
     if environment.authentication_type != AuthenticationType::Oauth2clientCredentials {
         return Err(not_found());
     }
@@ -547,7 +532,7 @@ async fn check_client_credentials(
         form_error: None,
     };
     let action = client_credentials_action(partner, target_key);
-    let csrf = auth_sessions::csrf_token(&token);
+    let csrf = session.csrf();
     let refuse = |status: StatusCode, form: &CredentialsForm| {
         Ok(page(status, render_credentials(&subject, &fields, &action, &csrf, form)))
     };
@@ -589,7 +574,7 @@ async fn check_client_credentials(
         }
         Err(ConnectError::Other(err)) => return Err(failed(err)),
     };
-    match complete(state, &scope, &target, mapped).await {
+    match complete(state, scope, &target, mapped).await {
         Ok(id) => Ok(page(StatusCode::OK, views::finished(&brand, &service, &id.to_string()))),
         // The schemas' checks: their messages name fields, never values.
         Err(Error::BadInput(message)) => {

@@ -8,7 +8,7 @@ use maud::{Markup, html};
 
 use super::{
     forms::Field,
-    views::{Brand, dialog, error_summary, field},
+    views::{Brand, Popup, dialog, error_summary, field},
 };
 use crate::domain::catalog;
 
@@ -17,6 +17,14 @@ pub struct Subject<'a> {
     pub brand: &'a Brand,
     pub service: &'a catalog::Service,
     pub environment: &'a catalog::Environment,
+}
+
+impl Subject<'_> {
+    fn dialog(&self, body: Markup) -> Markup {
+        let title = format!("Connect {}", self.service.title);
+        let cancel = Popup { message: None, cancel: Some(("tray.authpopup.close", "")) };
+        dialog(self.brand, &title, self.environment, body, &cancel)
+    }
 }
 
 /// The permissions requested, with the environment's descriptions where it has them.
@@ -44,11 +52,7 @@ fn permissions(environment: &catalog::Environment, scopes: &[String]) -> Markup 
 /// provider's.
 pub fn connect(subject: &Subject<'_>, scopes: &[String], start_url: &str) -> Markup {
     let service = &subject.service.title;
-    dialog(
-        subject.brand,
-        subject.service,
-        subject.environment,
-        html! {
+    subject.dialog(html! {
             p {
                 "You will sign in to " (service) " and allow access for " (subject.brand.name)
                 ". Then this window comes back here and closes."
@@ -58,8 +62,7 @@ pub fn connect(subject: &Subject<'_>, scopes: &[String], start_url: &str) -> Mar
                 a class="button" href=(start_url) { "Connect to " (service) }
                 button type="button" id="cancel" class="secondary" { "Cancel" }
             }
-        },
-    )
+    })
 }
 
 /// The client id and secret form of the client-credentials grant, and after a refused post,
@@ -77,12 +80,8 @@ pub struct ClientCredentials<'a> {
 
 pub fn client_credentials(subject: &Subject<'_>, form: &ClientCredentials<'_>) -> Markup {
     let empty = String::new();
-    dialog(
-        subject.brand,
-        subject.service,
-        subject.environment,
-        html! {
-            (error_summary(form.form_error, !form.errors.is_empty()))
+    subject.dialog(html! {
+            (error_summary(form.errors, form.form_error))
             p { (subject.service.title) " is checked with these at once: nothing is saved unless it gives a token." }
             form method="post" action=(form.action) novalidate {
                 input type="hidden" name="_csrf" value=(form.csrf);
@@ -90,7 +89,7 @@ pub fn client_credentials(subject: &Subject<'_>, form: &ClientCredentials<'_>) -
                     input type="hidden" name="scopes" value=(scope);
                 }
                 @for each in form.fields {
-                    (field(each, if each.secret() { &empty } else { form.values.get(&each.name()).unwrap_or(&empty) }, form.errors.get(&each.name())))
+                    (field(each, if each.secret() { &empty } else { form.values.get(&each.name()).unwrap_or(&empty) }, form.errors.get(&each.name()), false))
                 }
                 (permissions(subject.environment, form.scopes))
                 div class="actions" {
@@ -98,6 +97,5 @@ pub fn client_credentials(subject: &Subject<'_>, form: &ClientCredentials<'_>) -
                     button type="button" id="cancel" class="secondary" { "Cancel" }
                 }
             }
-        },
-    )
+    })
 }

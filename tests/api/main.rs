@@ -6,6 +6,7 @@
 mod access;
 mod at_rest;
 mod authentications;
+mod browser;
 mod catalog;
 mod concurrency;
 mod graphiql;
@@ -25,4 +26,6 @@ mod schema;
 mod solutions;
 mod startup;
 mod support;
+mod tls;
 mod users;
+mod wizard;

@@ -90,7 +90,7 @@ fn popup(body: &str) -> (String, String) {
         Some(element[at..at + element[at..].find('"')?].to_owned())
     };
     let message = attribute("data-message").unwrap_or_default();
-    let value = attribute("data-auth-id").or_else(|| attribute("data-error")).unwrap_or_default();
+    let value = attribute("data-value").unwrap_or_default();
     (message, value)
 }
 
