@@ -6,7 +6,6 @@
 mod auth_dialog;
 mod forms;
 mod oauth;
-mod oauth_views;
 mod views;
 mod wizard;
 
@@ -19,7 +18,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Redirect, Response},
-    routing::{get, post},
+    routing::get,
 };
 use cookie::{Cookie, SameSite};
 use secrecy::{ExposeSecret, SecretString};
@@ -68,9 +67,7 @@ pub fn router() -> Router<AppState> {
             "/external/solutions/{partner}/configure/{instance}/auth/{slot}",
             get(auth_dialog::handle).post(auth_dialog::handle),
         )
-        .route("/external/auth/oauth/start/{partner}", get(oauth::start))
         .route(oauth::CALLBACK_PATH, get(oauth::callback))
-        .route("/external/auth/oauth/client-credentials/{partner}", post(oauth::client_credentials_submit))
         .route("/external/assets/{name}", get(asset))
         .route("/external/assets/accent/{colour}", get(accent))
         .layer(middleware::from_fn(security_headers))
