@@ -18,6 +18,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod oauth;
 pub mod outbound;
 pub mod pages;
 pub mod rate_limit;

@@ -9,6 +9,7 @@ pub mod idempotency_key;
 pub mod instance_auth_value;
 pub mod instance_config_value;
 pub mod master_token;
+pub mod oauth_flow;
 pub mod organization;
 pub mod organization_settings;
 pub mod page_session;

@@ -11,6 +11,7 @@ mod m20261121_000005_organization_settings;
 mod m20261121_000006_page_sessions;
 mod m20261121_000007_page_session_drafts;
 mod m20261122_000001_webhooks;
+mod m20261122_000002_oauth_flows;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000006_page_sessions::Migration),
             Box::new(m20261121_000007_page_session_drafts::Migration),
             Box::new(m20261122_000001_webhooks::Migration),
+            Box::new(m20261122_000002_oauth_flows::Migration),
         ]
     }
 }

@@ -131,6 +131,29 @@ pub async fn store_draft(conn: &impl ConnectionTrait, session: &PageSession, dra
     Ok(())
 }
 
+/// The organization of a live session among `tokens`, whatever page it was opened for:
+/// for a page that must say who it speaks for before it knows which session is its own.
+pub async fn org_of_any(conn: &impl ConnectionTrait, tokens: &[SecretString]) -> Result<Option<OrgId>> {
+    let hashes: Vec<String> = tokens
+        .iter()
+        .map(ExposeSecret::expose_secret)
+        .filter(|token| token.len() <= MAX_TOKEN && token.starts_with(PREFIX))
+        .map(|token| crypto::sha256_hex(token.as_bytes()))
+        .collect();
+    if hashes.is_empty() {
+        return Ok(None);
+    }
+    let org: Option<uuid::Uuid> = page_session::Entity::find()
+        .select_only()
+        .column(page_session::Column::OrgId)
+        .filter(page_session::Column::TokenHash.is_in(hashes))
+        .filter(page_session::Column::ExpiresAt.gt(Utc::now()))
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(org.map(OrgId))
+}
+
 /// The CSRF token of the session whose cookie holds `token`.
 pub fn csrf_token(token: &SecretString) -> String {
     let mut mac =

@@ -154,7 +154,9 @@ fn object(field: &str, value: Value) -> Result<Value> {
     if value.is_object() { Ok(value) } else { Err(Error::bad_input(format!("{field} must be a JSON object"))) }
 }
 
-fn checked_scopes(environment: &Environment, scopes: Option<Vec<String>>) -> Result<Vec<String>> {
+/// Scopes trimmed, without duplicates, bounded, and where the environment declares its
+/// scopes, only those.
+pub(super) fn checked_scopes(environment: &Environment, scopes: Option<Vec<String>>) -> Result<Vec<String>> {
     let scopes: BTreeSet<String> = scopes.unwrap_or_default().into_iter().map(|s| s.trim().to_owned()).collect();
     if scopes.len() > MAX_SCOPES {
         return Err(Error::bad_input(format!("at most {MAX_SCOPES} scopes")));
@@ -434,6 +436,38 @@ pub(crate) async fn edit(
         custom_fields: Some(custom_fields),
     };
     rewrite(txn, &keyring.current(), caller, row, replacement).await
+}
+
+/// New tokens from a provider for an authentication (an OAuth reconnect): the
+/// credentials replace the stored ones, the user data's properties replace theirs (the
+/// others stay), and the scopes are set. The id, name, owner and custom fields stay.
+pub struct Reconnect {
+    pub credentials: Value,
+    pub user_data: Value,
+    pub scopes: Vec<String>,
+}
+
+/// Reconnects an authentication inside `txn`: the [`edit`] that keeps its name and every
+/// stored property of its user data the provider does not restate.
+pub(crate) async fn reconnect(
+    txn: &DatabaseTransaction,
+    keyring: &KeyringHandle,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    reconnect: Reconnect,
+) -> Result<Authentication> {
+    let row = row_for_update(txn, caller, id).await?;
+    let stored = open_json(keyring, &row, Field::UserData)?;
+    let keep_user_data = stored.expose().as_object().map(|kept| kept.keys().cloned().collect()).unwrap_or_default();
+    let edit_keeping = Edit {
+        name: row.name,
+        credentials: reconnect.credentials,
+        user_data: reconnect.user_data,
+        keep_credentials: Vec::new(),
+        keep_user_data,
+        scopes: reconnect.scopes,
+    };
+    edit(txn, keyring, caller, id, edit_keeping).await
 }
 
 /// `document` with the stored value of each of `keep` that it leaves out.

@@ -636,6 +636,35 @@ pub fn client_secret_binding(org_id: OrgId, id: EnvironmentId) -> envelope::Bind
     envelope::Binding { org_id: org_id.0, owner: None, record_id: id.0, field: "oauth_client_secret" }
 }
 
+/// An environment's OAuth app with its client secret opened, for the token requests made
+/// with it; `None` where the environment has no app. Only the caller's organization's
+/// environments are found.
+pub async fn oauth_app_with_secret(
+    conn: &impl ConnectionTrait,
+    keyring: &crate::crypto::KeyringHandle,
+    caller: Caller<'_>,
+    id: EnvironmentId,
+) -> Result<Option<(OAuthApp, secrecy::SecretString)>> {
+    use secrecy::ExposeSecret;
+    let row = service_environment::Entity::find_by_id(id.0)
+        .filter(visible_to(caller.org_id(), service_environment::Column::OrgId))
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("service environment"))?;
+    let (Some(org_id), Some(sealed)) = (row.org_id, row.oauth_client_secret.clone()) else {
+        return Ok(None);
+    };
+    let opened = keyring.open(&client_secret_binding(OrgId(org_id), id), &sealed).map_err(|err| {
+        Error::internal(anyhow::anyhow!("service environment {} oauth_client_secret failed to open: {err}", row.id))
+    })?;
+    let secret = String::from_utf8(opened.expose_secret().clone())
+        .map_err(|_| Error::internal(anyhow::anyhow!("service environment {} client secret is not text", row.id)))?;
+    let Some(app) = Environment::try_from(row)?.oauth_app else {
+        return Ok(None);
+    };
+    Ok(Some((app, secret.into())))
+}
+
 fn seal_oauth_app(
     keyring: &Keyring,
     org_id: OrgId,

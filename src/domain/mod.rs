@@ -51,6 +51,7 @@ pub mod installation;
 pub mod instances;
 pub mod json_schema;
 pub mod json_text;
+pub mod oauth_connect;
 pub mod org_settings;
 pub mod orgs;
 pub mod page_sessions;

@@ -51,6 +51,28 @@ impl PageTarget {
             PageTarget::ConfigureInstance { instance_id } => format!("configure/{instance_id}"),
         }
     }
+
+    /// The target whose [`key`](Self::key) is `key`, for what keeps a target by its key
+    /// (an OAuth flow's row). An auth slot's externalId is the key's rest, slashes and all.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (kind, rest) = key.split_once('/')?;
+        let target = match (kind, rest.split('/').collect::<Vec<_>>().as_slice()) {
+            ("auth.create", [service_id, environment_id]) => PageTarget::CreateAuthentication {
+                service_id: ServiceId::parse(service_id).ok()?,
+                environment_id: EnvironmentId::parse(environment_id).ok()?,
+            },
+            ("auth.slot", [instance_id, _, ..]) => PageTarget::SlotAuthentication {
+                instance_id: InstanceId::parse(instance_id).ok()?,
+                external_id: rest.split_once('/')?.1.to_owned(),
+            },
+            ("auth.edit", [id]) => {
+                PageTarget::EditAuthentication { authentication_id: AuthenticationId::parse(id).ok()? }
+            }
+            ("configure", [id]) => PageTarget::ConfigureInstance { instance_id: InstanceId::parse(id).ok()? },
+            _ => return None,
+        };
+        Some(target)
+    }
 }
 
 /// A page opened: its organization and the token for the session cookie.
@@ -190,6 +212,11 @@ pub enum Save {
         id: AuthenticationId,
         edit: authentications::Edit,
     },
+    /// New tokens from a provider for an authentication, which keeps its id, name and owner.
+    Reconnect {
+        id: AuthenticationId,
+        reconnect: authentications::Reconnect,
+    },
     /// The wizard's values, through the same update as `updateSolutionInstance`, or the
     /// same upgrade as `upgradeSolutionInstance`.
     Configure {
@@ -240,6 +267,9 @@ pub async fn save(
             id.0
         }
         Save::Edit { id, edit } => authentications::edit(&txn, keyring, caller, id, edit).await?.id.0,
+        Save::Reconnect { id, reconnect } => {
+            authentications::reconnect(&txn, keyring, caller, id, reconnect).await?.id.0
+        }
         Save::Configure { id, values, upgrade: true } => {
             instances::upgrade_in(&txn, scope, id, values).await?;
             id.0
@@ -253,4 +283,41 @@ pub async fn save(
     store(&txn, session, &draft).await?;
     txn.commit().await?;
     Ok(saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_target_is_found_again_from_its_key_and_nothing_else_is() {
+        let instance_id = InstanceId::generate();
+        let targets = [
+            PageTarget::CreateAuthentication {
+                service_id: ServiceId::generate(),
+                environment_id: EnvironmentId::generate(),
+            },
+            PageTarget::SlotAuthentication { instance_id, external_id: "crm".into() },
+            PageTarget::SlotAuthentication { instance_id, external_id: "a/b c".into() },
+            PageTarget::EditAuthentication { authentication_id: AuthenticationId::generate() },
+            PageTarget::ConfigureInstance { instance_id },
+        ];
+        for target in &targets {
+            assert_eq!(PageTarget::from_key(&target.key()).as_ref(), Some(target), "{}", target.key());
+        }
+        let create = targets[0].key();
+        for other in [
+            "",
+            "auth.create",
+            "auth.create/x/y",
+            &format!("{create}/extra"),
+            "other/a/b",
+            &format!("auth.slot/{instance_id}"),
+            "auth.slot/x/crm",
+            &format!("configure/{instance_id}/more"),
+            "auth.edit/",
+        ] {
+            assert_eq!(PageTarget::from_key(other), None, "{other}");
+        }
+    }
 }

@@ -54,6 +54,14 @@ pub const SEALED: &[SealedTable] = &[
         owner: None,
         columns: &["secret", "previous_secret"],
     },
+    SealedTable {
+        what: "OAuth flow",
+        table: "oauth_flows",
+        key_id: "key_id",
+        org_id: "org_id",
+        owner: Some("user_id"),
+        columns: &["pkce_verifier"],
+    },
 ];
 
 /// One row of a [`SealedTable`] as read, before re-sealing.

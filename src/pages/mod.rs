@@ -5,6 +5,7 @@
 
 mod auth_dialog;
 mod forms;
+mod oauth;
 mod views;
 mod wizard;
 
@@ -37,6 +38,18 @@ use crate::{
 pub struct PagesConfig {
     /// Cookies get `Secure` when the public URL is `https` (directly or behind a proxy).
     pub secure_cookies: bool,
+    /// Where OAuth providers send the end user back: `{LATCHKEY_PUBLIC_URL}` followed by
+    /// [`oauth::CALLBACK_PATH`], exactly as each OAuth app registers it.
+    pub oauth_redirect_uri: String,
+}
+
+impl PagesConfig {
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            secure_cookies: public_url.starts_with("https://"),
+            oauth_redirect_uri: format!("{}{}", public_url.trim_end_matches('/'), oauth::CALLBACK_PATH),
+        }
+    }
 }
 
 /// `'self'` only: scripts and styles come from the embedded assets; the logo is the one
@@ -54,6 +67,7 @@ pub fn router() -> Router<AppState> {
             "/external/solutions/{partner}/configure/{instance}/auth/{slot}",
             get(auth_dialog::handle).post(auth_dialog::handle),
         )
+        .route(oauth::CALLBACK_PATH, get(oauth::callback))
         .route("/external/assets/{name}", get(asset))
         .route("/external/assets/accent/{colour}", get(accent))
         .layer(middleware::from_fn(security_headers))
@@ -134,17 +148,32 @@ fn session_cookie(config: &PagesConfig, target_key: &str, token: &SecretString) 
     HeaderValue::from_str(&cookie.to_string()).expect("a cookie of base64url and hex is a valid header")
 }
 
-/// The session token the browser sent for `target_key`, if any.
-fn session_token(headers: &HeaderMap, target_key: &str) -> Option<SecretString> {
-    let name = cookie_name(target_key);
+/// The cookies the browser sent.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'static>> + '_ {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| Cookie::split_parse(value.to_owned()))
         .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == name)
+}
+
+/// The session token the browser sent for `target_key`, if any.
+fn session_token(headers: &HeaderMap, target_key: &str) -> Option<SecretString> {
+    let name = cookie_name(target_key);
+    cookies(headers).find(|cookie| cookie.name() == name).map(|cookie| SecretString::from(cookie.value().to_owned()))
+}
+
+/// Page sessions a browser holds at most that a page looks through.
+const MAX_SESSION_COOKIES: usize = 20;
+
+/// Every page-session token the browser sent, whatever its page.
+fn all_session_tokens(headers: &HeaderMap) -> Vec<SecretString> {
+    cookies(headers)
+        .filter(|cookie| cookie.name().starts_with("lk_page_"))
+        .take(MAX_SESSION_COOKIES)
         .map(|cookie| SecretString::from(cookie.value().to_owned()))
+        .collect()
 }
 
 /// Why a page is not shown: a status, a heading and a sentence a person can act on.
@@ -302,6 +331,11 @@ impl Session {
     fn csrf(&self) -> String {
         page_sessions::csrf_token(&self.token)
     }
+
+    /// Whether `submitted` is this session's CSRF token.
+    fn csrf_matches(&self, submitted: &str) -> bool {
+        page_sessions::csrf_matches(&self.token, submitted)
+    }
 }
 
 /// How a page request starts.
@@ -377,14 +411,19 @@ fn posted(session: &Session, body: &[u8]) -> Result<Posted, Refusal> {
             }
         }
     }
-    if !fields.get("_csrf").is_some_and(|submitted| page_sessions::csrf_matches(&session.token, submitted)) {
-        return Err(Refusal {
-            status: StatusCode::FORBIDDEN,
-            title: "This form has expired",
-            message: "It was not sent from this window's own page. Close this window and start again from the app.",
-        });
+    if !fields.get("_csrf").is_some_and(|submitted| session.csrf_matches(submitted)) {
+        return Err(form_expired());
     }
     Ok(Posted { fields, scopes })
+}
+
+/// A form post or a link without its session's CSRF token.
+fn form_expired() -> Refusal {
+    Refusal {
+        status: StatusCode::FORBIDDEN,
+        title: "This form has expired",
+        message: "It was not sent from this window's own page. Close this window and start again from the app.",
+    }
 }
 
 /// The brand of the session's organization.
@@ -392,10 +431,4 @@ async fn brand(state: &AppState, scope: &UserScope) -> Result<views::Brand, Erro
     let org = orgs::own(&state.unscoped_db, Caller::User(scope)).await?;
     let settings = org_settings::of_org(&state.unscoped_db, org.id).await?;
     Ok(views::Brand::of(&org, settings))
-}
-
-impl PagesConfig {
-    pub fn new(public_url: &str) -> Self {
-        Self { secure_cookies: public_url.starts_with("https://") }
-    }
 }

@@ -93,8 +93,12 @@ pub struct AuthForm<'a> {
     pub errors: &'a BTreeMap<String, String>,
     /// What no single field is to blame for.
     pub form_error: Option<&'a str>,
-    /// Editing a stored authentication: a secret left blank keeps its value.
+    /// Editing a stored authentication: a secret left blank keeps its value (but in a
+    /// client-credentials form, which checks what it is given at once).
     pub editing: bool,
+    /// The client id and secret of the client-credentials grant, checked with the
+    /// service before anything is saved.
+    pub client_credentials: bool,
     /// Opened from the config wizard: where Cancel goes back to, and the form's own key.
     pub wizard: Option<(&'a str, &'a str)>,
 }
@@ -187,7 +191,7 @@ pub fn field(field: &Field, value: &str, error: Option<&String>, blank_keeps: bo
 }
 
 /// The summary at the top of a refused form, focused by the script.
-fn error_summary(errors: &BTreeMap<String, String>, form_error: Option<&str>) -> Markup {
+pub(super) fn error_summary(errors: &BTreeMap<String, String>, form_error: Option<&str>) -> Markup {
     html! {
         @if form_error.is_some() || !errors.is_empty() {
             div id="error-summary" class="error-summary" role="alert" tabindex="-1" {
@@ -199,23 +203,18 @@ fn error_summary(errors: &BTreeMap<String, String>, form_error: Option<&str>) ->
 }
 
 pub fn auth_form(form: &AuthForm<'_>) -> Markup {
-    let title = if form.editing {
-        format!("Update your {} connection", form.service.title)
-    } else {
-        format!("Connect {}", form.service.title)
-    };
     let empty = String::new();
-    let cancel = match form.wizard {
-        Some(_) => Popup::default(),
-        None => Popup { message: None, cancel: Some(("tray.authpopup.close", "")) },
-    };
-    layout(
-        Some(form.brand),
-        &title,
+    let back = form.wizard.map(|(back, _)| back);
+    let blank_keeps = form.editing && !form.client_credentials;
+    dialog(
+        form.brand,
+        &dialog_title(form.service, form.editing),
+        form.environment,
         html! {
-            h1 { (title) }
-            p class="environment" { (form.environment.title) }
             (error_summary(form.errors, form.form_error))
+            @if form.client_credentials {
+                p { (form.service.title) " is checked with these at once: nothing is saved unless it gives a token." }
+            }
             form method="post" novalidate {
                 input type="hidden" name="_csrf" value=(form.csrf);
                 @if let Some((_, key)) = form.wizard {
@@ -226,7 +225,7 @@ pub fn auth_form(form: &AuthForm<'_>) -> Markup {
                     input type="text" id="f-name" name="name" value=(form.name) maxlength="256" autocomplete="off";
                 }
                 @for each in form.fields {
-                    (field(each, if each.secret() { &empty } else { form.values.get(&each.name()).unwrap_or(&empty) }, form.errors.get(&each.name()), form.editing))
+                    (field(each, if each.secret() { &empty } else { form.values.get(&each.name()).unwrap_or(&empty) }, form.errors.get(&each.name()), blank_keeps))
                 }
                 @if !form.environment.scopes.is_empty() {
                     fieldset {
@@ -248,40 +247,127 @@ pub fn auth_form(form: &AuthForm<'_>) -> Markup {
                 }
                 div class="actions" {
                     button type="submit" { (if form.editing { "Save" } else { "Connect" }) }
-                    @match form.wizard {
-                        Some((back, _)) => a class="button secondary" href=(back) { "Back" },
-                        None => button type="button" id="cancel" class="secondary" { "Cancel" },
-                    }
+                    (back_or_cancel(back, "Cancel"))
                 }
             }
-            (popup_data(form.brand, &cancel))
+        },
+        &cancel_popup(back, None),
+    )
+}
+
+fn dialog_title(service: &catalog::Service, editing: bool) -> String {
+    if editing { format!("Update your {} connection", service.title) } else { format!("Connect {}", service.title) }
+}
+
+/// In the config wizard, a link back to its step; else a button that closes the window.
+fn back_or_cancel(back: Option<&str>, cancel: &str) -> Markup {
+    html! {
+        @match back {
+            Some(back) => a class="button secondary" href=(back) { "Back" },
+            None => button type="button" id="cancel" class="secondary" { (cancel) },
+        }
+    }
+}
+
+/// What an auth dialog tells the opener: `message` as it loads, and on Cancel
+/// `tray.authpopup.close`. In the config wizard, nothing: the wizard speaks for itself.
+fn cancel_popup<'a>(back: Option<&str>, message: Option<(&'a str, &'a str)>) -> Popup<'a> {
+    match back {
+        Some(_) => Popup::default(),
+        None => Popup { message, cancel: Some(("tray.authpopup.close", "")) },
+    }
+}
+
+/// A dialog about one service environment: its heading, the environment's title, `body`,
+/// and what the popup script tells the opener.
+fn dialog(brand: &Brand, title: &str, environment: &catalog::Environment, body: Markup, popup: &Popup<'_>) -> Markup {
+    layout(
+        Some(brand),
+        title,
+        html! {
+            h1 { (title) }
+            p class="environment" { (environment.title) }
+            (body)
+            (popup_data(brand, popup))
         },
     )
 }
 
-/// An environment that connects through OAuth, where this page cannot connect it.
-pub fn connect_notice(brand: &Brand, service: &catalog::Service, back: Option<&str>) -> Markup {
-    let title = format!("Connect {}", service.title);
-    let cancel = match back {
-        Some(_) => Popup::default(),
-        None => Popup { message: None, cancel: Some(("tray.authpopup.close", "")) },
+/// The dialog of an OAuth 2.0 environment: a link that starts the sign-in at the service,
+/// or, where the organization has not set up its OAuth app, a plain word saying so.
+pub struct Connect<'a> {
+    pub brand: &'a Brand,
+    pub service: &'a catalog::Service,
+    pub environment: &'a catalog::Environment,
+    /// The permissions the sign-in asks for.
+    pub scopes: &'a [String],
+    /// latchkey's own link that starts the sign-in (it carries the session's CSRF token,
+    /// never a secret of the provider's); `None` where the environment has no OAuth app.
+    pub start_url: Option<&'a str>,
+    /// Reconnecting a stored authentication: its tokens are replaced.
+    pub editing: bool,
+    /// Opened from the config wizard: where Back goes.
+    pub back: Option<&'a str>,
+}
+
+/// A link, not a form: the provider's page is reached by a plain navigation, which
+/// `form-action 'self'` does not govern.
+pub fn connect(connect: &Connect<'_>) -> Markup {
+    let service = &connect.service.title;
+    let brand = &connect.brand.name;
+    let Some(start_url) = connect.start_url else {
+        let missing = match connect.environment.authentication_type {
+            catalog::AuthenticationType::Oauth2clientCredentials => "the token URL",
+            _ => "its OAuth app",
+        };
+        let message = format!(
+            "{brand} has not set up {missing} for {service} yet, so it cannot be connected here. Please let {brand} know."
+        );
+        return dialog(
+            connect.brand,
+            &dialog_title(connect.service, connect.editing),
+            connect.environment,
+            html! {
+                div role="alert" { p { (message) } }
+                div class="actions" { (back_or_cancel(connect.back, "Close")) }
+            },
+            &cancel_popup(connect.back, Some(("tray.authPopup.error", &message))),
+        );
     };
-    layout(
-        Some(brand),
+    let title =
+        if connect.editing { format!("Reconnect your {service} connection") } else { format!("Connect {service}") };
+    dialog(
+        connect.brand,
         &title,
+        connect.environment,
         html! {
-            h1 { (title) }
-            div role="status" {
-                p { "This service connects through OAuth; not available here yet." }
+            p {
+                "You will sign in to " (service) " and allow access for " (brand)
+                ". Then this window comes back here"
+                (if connect.back.is_some() { "." } else { " and closes." })
             }
-            div class="actions" {
-                @match back {
-                    Some(back) => a class="button secondary" href=(back) { "Back" },
-                    None => button type="button" id="cancel" class="secondary" { "Close" },
+            @if connect.editing {
+                p { "The connection keeps its name; its tokens are replaced." }
+            }
+            @if !connect.scopes.is_empty() {
+                h2 id="permissions" { "Permissions requested" }
+                ul aria-labelledby="permissions" {
+                    @for scope in connect.scopes {
+                        li {
+                            code { (scope) }
+                            @if let Some(known) = connect.environment.scopes.iter().find(|known| &known.scope == scope).filter(|known| !known.description.is_empty()) {
+                                span class="hint" { " — " (known.description) }
+                            }
+                        }
+                    }
                 }
             }
-            (popup_data(brand, &cancel))
+            div class="actions" {
+                a class="button" href=(start_url) { "Connect to " (service) }
+                (back_or_cancel(connect.back, "Cancel"))
+            }
         },
+        &cancel_popup(connect.back, None),
     )
 }
 

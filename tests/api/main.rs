@@ -16,6 +16,7 @@ mod http;
 mod idempotency;
 mod keys;
 mod limits;
+mod oauth;
 mod operator;
 mod org_settings;
 mod pages;

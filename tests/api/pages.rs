@@ -31,15 +31,7 @@ impl Pages {
     }
 
     pub(crate) async fn code(&self, master: &str, user: &str) -> String {
-        let data = self
-            .server
-            .ok(
-                master,
-                "mutation($u: ID!) { generateAuthorizationCode(input: {userId: $u}) { authorizationCode } }",
-                json!({"u": user}),
-            )
-            .await;
-        data["generateAuthorizationCode"]["authorizationCode"].as_str().unwrap().to_owned()
+        self.server.authorization_code(master, user).await
     }
 
     fn create_path(&self, partner: &str, service: &str, environment: &str) -> String {

@@ -174,16 +174,7 @@ async fn tokens_and_keys_appear_nowhere_in_the_database_files_or_the_logs() {
     let user = server.create_user(&server.master, "secretive").await;
     let user_token = server.user_token(&server.master, &user).await;
     server.ok(&user_token, "{ viewer { details { name } } }", json!({})).await;
-    let code = server
-        .ok(
-            &server.master,
-            "mutation($u: ID!) { generateAuthorizationCode(input: {userId: $u}) { authorizationCode } }",
-            json!({"u": user}),
-        )
-        .await["generateAuthorizationCode"]["authorizationCode"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = server.authorization_code(&server.master, &user).await;
     // A credential imported, read back in full and replaced, at trace level throughout.
     server.enable_full_reads(&server.master).await;
     let (_, zendesk) = server.builtin_environment("zendesk").await;

@@ -145,13 +145,33 @@ impl TestServer {
     }
 
     pub async fn start_on(storage: Storage, customize: impl FnOnce(&mut RawConfig)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(storage, listener, customize).await
+    }
+
+    /// A server whose `LATCHKEY_PUBLIC_URL` is its own address, for pages that send a
+    /// browser away and back (the OAuth callback).
+    pub async fn start_public(storage: Storage, customize: impl FnOnce(&mut RawConfig)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        Self::serve(storage, listener, |raw| {
+            raw.public_url = Some(base);
+            customize(raw);
+        })
+        .await
+    }
+
+    async fn serve(
+        storage: Storage,
+        listener: tokio::net::TcpListener,
+        customize: impl FnOnce(&mut RawConfig),
+    ) -> Self {
         init_logging();
         let config = storage.config(customize);
         let app = App::build(&config).await.expect("server starts");
         let master =
             app.bootstrap.as_ref().expect("a fresh database bootstraps").master_token.expose_secret().to_owned();
         let db = app.db().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         let base = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let (shutdown, signal) = oneshot::channel::<()>();

@@ -204,7 +204,7 @@ async fn the_slot_dialog_sent_twice_at_once_saves_one_authentication_in_the_slot
 }
 
 #[tokio::test]
-async fn an_oauth_slot_shows_the_notice_and_saves_nothing() {
+async fn an_oauth_slot_without_the_organizations_app_says_so_and_saves_nothing() {
     let flow = Flow::new().await;
     let server = &flow.pages.server;
     let (slack, _) = server.builtin_environment("slack").await;
@@ -216,15 +216,15 @@ async fn an_oauth_slot_shows_the_notice_and_saves_nothing() {
     let (url, cookie) = flow.open(&format!("/external/auth/create/default/{instance}/slack")).await;
     let (status, body) = flow.show(&url, &cookie).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("connects through OAuth"), "{body}");
-    assert!(!body.contains("name=\"_csrf\""), "no form: {body}");
+    assert!(body.contains("has not set up its OAuth app for Slack yet"), "{body}");
+    assert!(!body.contains("name=\"_csrf\"") && !body.contains("_action=connect"), "no form, no link: {body}");
     // Even a post with the session's CSRF token saves nothing here.
     let token = secrecy::SecretString::from(cookie.split_once('=').unwrap().1.to_owned());
     let csrf = latchkey::auth::page_sessions::csrf_token(&token);
     let (status, body) =
         flow.post(&url, &cookie, &with_csrf(&csrf, &[("name", "x"), ("credentials.token", "t")])).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("connects through OAuth"), "{body}");
+    assert!(body.contains("has not set up its OAuth app for Slack yet"), "{body}");
     assert!(flow.pages.authentications().await.is_empty());
 }
 
