@@ -7,9 +7,10 @@
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    PgPool, SqlitePool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    Database, PgPool, SqlitePool,
+    pool::PoolOptions,
+    postgres::PgConnectOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
 /// latchkey's defaults (`LATCHKEY_DATABASE_MAX_CONNECTIONS`).
@@ -35,26 +36,21 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .create_if_missing(false);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max.unwrap_or(SQLITE_CONNECTIONS))
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
-                .test_before_acquire(false)
-                .connect_with(options)
-                .await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(pool_options(max.unwrap_or(SQLITE_CONNECTIONS)).connect_with(options).await?))
         } else {
             let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(max.unwrap_or(POSTGRES_CONNECTIONS))
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
-                .test_before_acquire(false)
-                .connect_with(options)
-                .await?;
-            Ok(Db::Postgres(pool))
+            Ok(Db::Postgres(pool_options(max.unwrap_or(POSTGRES_CONNECTIONS)).connect_with(options).await?))
         }
     }
+}
+
+/// latchkey's pool: `max` connections, at least one open, 10 s to wait for one.
+fn pool_options<DB: Database>(max: u32) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
 }
 
 /// A setting from the environment, or a default.

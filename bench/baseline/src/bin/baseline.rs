@@ -165,6 +165,24 @@ fn random<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// The audit event of a user's write, inside its transaction.
+macro_rules! audit {
+    ($txn:ident, $caller:expr, $action:expr, $target:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_events (id, org_id, actor_kind, actor_id, action, target_id, occurred_at) \
+             VALUES ($1, $2, 'user', $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7())
+        .bind($caller.org)
+        .bind($caller.user)
+        .bind($action)
+        .bind($target)
+        .bind($at)
+        .execute(&mut *$txn)
+        .await?
+    };
+}
+
 /// B0: the trivial query's answer, with no token, no database.
 async fn b0() -> Json<Value> {
     Json(json!({"data": {"viewer": {"details": {"name": "Bench Page User"}}}}))
@@ -262,8 +280,6 @@ async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     const INSERT: &str = "INSERT INTO authentications (id, org_id, owner_user_id, service_id, environment_id, name, \
         scopes, hidden, custom_fields, credentials, user_data, key_id, created_at, updated_at) \
         VALUES ($1, $2, $3, $4, $5, $6, '[]', $7, '{}', $8, $9, $10, $11, $11)";
-    const AUDIT: &str = "INSERT INTO audit_events (id, org_id, actor_kind, actor_id, action, target_id, occurred_at) \
-        VALUES ($1, $2, 'user', $3, 'authentication.created', $4, $5)";
     macro_rules! write {
         ($txn:ident) => {{
             sqlx::query(INSERT)
@@ -280,14 +296,7 @@ async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
                 .bind(now)
                 .execute(&mut *$txn)
                 .await?;
-            sqlx::query(AUDIT)
-                .bind(Uuid::now_v7())
-                .bind(caller.org)
-                .bind(caller.user)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *$txn)
-                .await?;
+            audit!($txn, caller, "authentication.created", id, now);
             $txn.commit().await?;
         }};
     }
@@ -353,8 +362,6 @@ async fn instance(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) 
         WHERE s.id = $1 AND s.org_id = $2 FOR SHARE OF s";
     const INSERT: &str = "INSERT INTO solution_instances (id, org_id, owner_user_id, solution_id, \
         solution_version, name, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
-    const AUDIT: &str = "INSERT INTO audit_events (id, org_id, actor_kind, actor_id, action, target_id, occurred_at) \
-        VALUES ($1, $2, 'user', $3, 'solution_instance.created', $4, $5)";
 
     macro_rules! write {
         ($txn:ident, $solution_sql:expr, $lock:expr) => {{
@@ -444,14 +451,7 @@ async fn instance(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) 
                 });
                 insert.build().execute(&mut *$txn).await?;
             }
-            sqlx::query(AUDIT)
-                .bind(Uuid::now_v7())
-                .bind(caller.org)
-                .bind(caller.user)
-                .bind(instance_id)
-                .bind(now)
-                .execute(&mut *$txn)
-                .await?;
+            audit!($txn, caller, "solution_instance.created", instance_id, now);
             $txn.commit().await?;
         }};
     }

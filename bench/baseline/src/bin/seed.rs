@@ -17,19 +17,6 @@ use chrono::{DateTime, Duration, Utc};
 use latchkey_bench::Db;
 use uuid::{Timestamp, Uuid};
 
-struct Template {
-    org_id: Uuid,
-    service_id: Uuid,
-    environment_id: Uuid,
-    scopes: String,
-    hidden: bool,
-    custom_fields: String,
-    credentials: Vec<u8>,
-    user_data: Vec<u8>,
-    key_id: String,
-    created_at: DateTime<Utc>,
-}
-
 type TemplateRow = (Uuid, Uuid, Uuid, String, bool, String, Vec<u8>, Vec<u8>, String, DateTime<Utc>);
 
 const TEMPLATE: &str = "SELECT org_id, service_id, environment_id, scopes, hidden, custom_fields, credentials, \
@@ -86,23 +73,11 @@ async fn main() {
     else {
         usage("no authentication has the --template id")
     };
-    let template = Template {
-        org_id,
-        service_id,
-        environment_id,
-        scopes,
-        hidden,
-        custom_fields,
-        credentials,
-        user_data,
-        key_id,
-        created_at,
-    };
     let started = Instant::now();
     // Bound parameters per statement stay under both databases' limits (SQLite 32766,
     // PostgreSQL 65535) at 14 a row.
     let batch = 1000;
-    let first = template.created_at - Duration::milliseconds(count as i64 + 1);
+    let first = created_at - Duration::milliseconds(count as i64 + 1);
     let rows: Vec<(Uuid, String, DateTime<Utc>)> = (0..count)
         .map(|i| {
             let at = first + Duration::milliseconds(i as i64);
@@ -116,17 +91,17 @@ async fn main() {
                 let mut insert = sqlx::QueryBuilder::new(INSERT);
                 insert.push_values(chunk, |mut row, (id, name, at)| {
                     row.push_bind(*id)
-                        .push_bind(template.org_id)
+                        .push_bind(org_id)
                         .push_bind(owner)
-                        .push_bind(template.service_id)
-                        .push_bind(template.environment_id)
+                        .push_bind(service_id)
+                        .push_bind(environment_id)
                         .push_bind(name.as_str())
-                        .push_bind(template.scopes.as_str())
-                        .push_bind(template.hidden)
-                        .push_bind(template.custom_fields.as_str())
-                        .push_bind(template.credentials.as_slice())
-                        .push_bind(template.user_data.as_slice())
-                        .push_bind(template.key_id.as_str())
+                        .push_bind(scopes.as_str())
+                        .push_bind(hidden)
+                        .push_bind(custom_fields.as_str())
+                        .push_bind(credentials.as_slice())
+                        .push_bind(user_data.as_slice())
+                        .push_bind(key_id.as_str())
                         .push_bind(*at)
                         .push_bind(*at);
                 });
