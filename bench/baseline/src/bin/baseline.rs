@@ -224,20 +224,22 @@ async fn page(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> A
                 .ok_or_else(|| Failure::BadInput("invalid cursor".to_owned()))?,
         ),
     };
+    // The page size (and the one row more that tells whether a next page exists) is written
+    // into the statement: SQLite re-prepares a statement whose bound LIMIT changed plans.
     const FIRST: &str = "SELECT id, name, scopes, created_at FROM authentications \
-        WHERE org_id = $1 AND owner_user_id = $2 ORDER BY id LIMIT $3";
+        WHERE org_id = $1 AND owner_user_id = $2 ORDER BY id LIMIT 21";
     const AFTER: &str = "SELECT id, name, scopes, created_at FROM authentications \
-        WHERE org_id = $1 AND owner_user_id = $2 AND id > $4 ORDER BY id LIMIT $3";
+        WHERE org_id = $1 AND owner_user_id = $2 AND id > $3 ORDER BY id LIMIT 21";
     type Row = (Uuid, String, String, DateTime<Utc>);
     let sql = if after.is_some() { AFTER } else { FIRST };
     let mut rows: Vec<Row> = match &app.db {
         Db::Sqlite(pool) => {
-            let query = sqlx::query_as(sql).bind(caller.org).bind(caller.user).bind(PAGE_SIZE + 1);
+            let query = sqlx::query_as(sql).bind(caller.org).bind(caller.user);
             let query = if let Some(after) = after { query.bind(after) } else { query };
             query.fetch_all(pool).await?
         }
         Db::Postgres(pool) => {
-            let query = sqlx::query_as(sql).bind(caller.org).bind(caller.user).bind(PAGE_SIZE + 1);
+            let query = sqlx::query_as(sql).bind(caller.org).bind(caller.user);
             let query = if let Some(after) = after { query.bind(after) } else { query };
             query.fetch_all(pool).await?
         }
