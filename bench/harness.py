@@ -280,9 +280,11 @@ def setup(base: str, master: str, rows: int, folder: Path) -> Fixture:
 
     small = {"email": "ann@acme.test", "api_token": "6wiIBWbGkBMo1mRD"}
     log(f"importing {rows} authentications through latchkey's API")
+    started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: import_auth("page", zendesk, f"Zendesk {i}", small, {"subdomain": "acme"}),
                       range(rows)))
+    log(f"imported in {time.monotonic() - started:.1f} s")
     big_template = import_auth("big", zendesk, "Zendesk template", small, {"subdomain": "acme"})
     instance_zendesk = import_auth("instance", zendesk, "Zendesk", small, {"subdomain": "acme"})
     instance_basic = import_auth(
@@ -362,6 +364,7 @@ class Database:
     def statements_begin(self) -> None: ...
     def statements_end(self) -> None: ...
     def drop(self) -> None: ...
+    def after_seed(self) -> None: ...
 
 
 class Sqlite(Database):
@@ -418,6 +421,10 @@ class Postgres(Database):
         return self.psql(
             f"SELECT id FROM authentications WHERE owner_user_id = '{owner}' ORDER BY id LIMIT 1 OFFSET {offset}"
         )
+
+    def after_seed(self) -> None:
+        # Fresh planner statistics now, rather than autovacuum's analyze in the middle of a run.
+        self.psql("ANALYZE authentications")
 
     def drop(self) -> None:
         self.psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)', admin=True)
@@ -588,6 +595,7 @@ class Phase:
     # statements per request --------------------------------------------------------------
 
     def count_statements(self) -> None:
+        log(f"== {self.kind}: counting statements per request")
         workloads = [w for w in WORKLOADS if w.name in self.s.workloads]
         if self.kind == "postgres":
             logfile = self.postgres_log()
@@ -675,6 +683,7 @@ class Phase:
             gdb.kill()
         if not out.exists():
             return {"error": "gdb wrote no counts"}
+        ready.unlink(missing_ok=True)
         counts = json.loads(out.read_text())
         # The attached server is no longer fit for timing: restart it.
         self.servers[name].stop()
@@ -713,6 +722,7 @@ class Phase:
         subprocess.run([str(self.s.tools / "seed"), "--db", self.db.tools_url(), "--template",
                         self.fixture.big_template, "--owner", self.fixture.users["big"],
                         "--count", str(self.s.rows_large - 1)], check=True)
+        self.db.after_seed()
         self.result["seed_seconds"] = time.monotonic() - seeded
         large_id = self.db.middle_id(self.fixture.users["big"], self.s.rows_large // 2)
         large = page_body(self.folder, "page-middle-large", cursor(large_id))
@@ -767,6 +777,10 @@ def main() -> int:
     parser.add_argument("--tools", required=True, type=Path, help="folder of the bench crate's release binaries")
     parser.add_argument("--command", default="bench/run", help="the command, as the report shows it")
     args = parser.parse_args()
+    # The settings this run was given, as part of its command (an admin URL may hold a password).
+    given = [f"{k}={v}" for k, v in sorted(os.environ.items())
+             if k.startswith("BENCH_") and k != "BENCH_POSTGRES_URL" and v.strip()]
+    command = " ".join([*given, args.command])
     settings = Settings(latchkey=args.latchkey, tools=args.tools)
     if (os.cpu_count() or 1) < 2:
         log("fewer than 2 cores: server and load generator share one (no pinning)")
@@ -778,7 +792,7 @@ def main() -> int:
     log(f"run folder {folder.relative_to(ROOT)}; {'SMOKE RUN' if settings.smoke else 'full run'}")
     results = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": args.command,
+        "command": command,
         "smoke": settings.smoke,
         "settings": {k: v for k, v in vars(settings).items() if k not in ("latchkey", "tools", "postgres_admin")},
         "machine": machine(),

@@ -238,14 +238,21 @@ def markdown(results, plot_name):
         f"async-graphql {machine.get('async-graphql')}, axum {machine.get('axum')}, "
         f"libsqlite3-sys {machine.get('libsqlite3-sys')} (bundled SQLite)",
         f"- servers pinned to CPU {settings['server_cpu']}, load generator to CPU {settings['loadgen_cpu']}; "
-        f"{settings['duration']:g} s runs after {settings['warmup']:g} s of warm-up, {settings['repeats']} "
-        f"interleaved repeats (latchkey, baseline, peer, then again); load average recorded before each run",
+        f"{settings['duration']:g} s runs after {settings['warmup']:g} s of warm-up; repeats: "
+        f"{settings['repeats']}, interleaved (latchkey, baseline, peer, latchkey, …); load average recorded "
+        f"before each run",
         f"- data: {settings['rows']:,} authentications for the paged end user; {settings['rows_large']:,} for "
         f"the growth check; whole run {results.get('seconds', 0) / 60:.0f} min",
         "",
         f"![throughput and latency]({plot_name})",
         "",
     ]
+    summary = []
+    for kind, data in results["databases"].items():
+        verdicts = [row[3] for row in targets(kind, data, settings)]
+        summary.append(f"- {DB_TITLES.get(kind, kind)}: {verdicts.count('**pass**')} of "
+                       f"{len(verdicts) - verdicts.count('n/a')} targets met")
+    out[out.index("## Machine"):out.index("## Machine")] = ["## Summary", "", *summary, ""]
     for kind, data in results["databases"].items():
         title = DB_TITLES.get(kind, kind)
         out += [f"## {title}", "", "### Targets", ""]
