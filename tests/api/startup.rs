@@ -355,3 +355,26 @@ async fn database_files_are_private_even_in_a_data_dir_that_already_exists() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
 }
+
+/// The bundled SQLite is built with the query planner stability guarantee
+/// (`.cargo/config.toml`), so a cached statement with a bound LIMIT or range is not
+/// prepared again on every execution.
+#[tokio::test]
+async fn the_bundled_sqlite_keeps_its_plans_whatever_is_bound() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let server = TestServer::start().await;
+    if !server.storage.is_sqlite() {
+        return;
+    }
+    let options = server
+        .db
+        .query_all_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            "SELECT compile_options FROM pragma_compile_options",
+        ))
+        .await
+        .expect("compile options");
+    let options: Vec<String> =
+        options.iter().map(|row| row.try_get::<String>("", "compile_options").unwrap()).collect();
+    assert!(options.iter().any(|option| option == "ENABLE_QPSG"), "{options:?}");
+}
