@@ -15,13 +15,13 @@ use tokio::{
 
 use crate::support::{Storage, TestServer, captured_logs, repo_path, require_tool};
 
-const CLIENT_ID: &str = "latchkey-test";
-const CLIENT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
-const CALLBACK_PATH: &str = "/external/auth/oauth/callback";
+pub(crate) const CLIENT_ID: &str = "latchkey-test";
+pub(crate) const CLIENT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
+pub(crate) const CALLBACK_PATH: &str = "/external/auth/oauth/callback";
 
 /// The authorization server of `tests/oauth-server`, stopped when dropped.
-struct Provider {
-    issuer: String,
+pub(crate) struct Provider {
+    pub(crate) issuer: String,
     _child: Child,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
@@ -30,7 +30,7 @@ impl Provider {
     /// Starts the server with `redirect_uri` as its test client's one redirect URI; `None`
     /// (the test is skipped, saying why) where Node or the npm packages are missing
     /// outside CI.
-    async fn start(test: &str, redirect_uri: &str) -> Option<Self> {
+    pub(crate) async fn start(test: &str, redirect_uri: &str) -> Option<Self> {
         let dir = repo_path("tests/oauth-server");
         let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
         require_tool(test, node, "Node.js (node) on PATH")?;
@@ -57,7 +57,7 @@ impl Provider {
     }
 
     /// How many grants of `kind` the provider has made.
-    async fn grants(&self, kind: &str) -> u64 {
+    pub(crate) async fn grants(&self, kind: &str) -> u64 {
         let stats: Value = reqwest::get(format!("{}/_test/stats", self.issuer)).await.unwrap().json().await.unwrap();
         stats["grants"][kind].as_u64().unwrap()
     }
@@ -247,7 +247,7 @@ impl Connect {
 }
 
 /// Adds an environment of `kind` with an OAuth app at `issuer` to a service; returns its id.
-async fn oauth_environment(
+pub(crate) async fn oauth_environment(
     server: &TestServer,
     service: &str,
     kind: &str,
