@@ -62,6 +62,17 @@ impl Provider {
         stats["grants"][kind].as_u64().unwrap()
     }
 
+    /// The account the provider's userinfo endpoint gives for `access_token`, or `None`
+    /// where it refuses the token: proof that a stored token is the provider's own.
+    pub(crate) async fn account(&self, access_token: &str) -> Option<String> {
+        let answer =
+            reqwest::Client::new().get(format!("{}/me", self.issuer)).bearer_auth(access_token).send().await.unwrap();
+        if answer.status() != StatusCode::OK {
+            return None;
+        }
+        answer.json::<Value>().await.unwrap()["sub"].as_str().map(str::to_owned)
+    }
+
     async fn outage(&self, on: bool) {
         let client = reqwest::Client::new();
         let body = if on { "on" } else { "off" };
@@ -323,14 +334,7 @@ async fn connecting_an_oauth_service_stores_the_providers_tokens_sealed() {
     assert!((3500..=3600).contains(&lifetime), "expires_at from expires_in (3600 s): {lifetime}");
     assert!(credentials.get("expires_in").is_none());
     // The access token is the provider's own: its userinfo endpoint takes it.
-    let userinfo = reqwest::Client::new()
-        .get(format!("{}/me", c.provider.issuer))
-        .bearer_auth(&access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.status(), StatusCode::OK);
-    assert_eq!(userinfo.json::<Value>().await.unwrap()["sub"], "alice");
+    assert_eq!(c.provider.account(&access_token).await.as_deref(), Some("alice"));
 
     for secret in [&access_token, &refresh_token] {
         assert!(!metadata.to_string().contains(secret.as_str()), "metadata holds no token");
@@ -768,13 +772,7 @@ async fn reconnecting_in_the_edit_dialog_replaces_the_tokens_and_keeps_the_authe
     // Its id, name and owner (the end user still lists it and reads it in full) stay.
     assert_eq!(c.authentications().await, listed);
     // The new access token is the provider's own.
-    let userinfo = reqwest::Client::new()
-        .get(format!("{}/me", c.provider.issuer))
-        .bearer_auth(after["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.status(), StatusCode::OK);
+    assert_eq!(c.provider.account(after["access_token"].as_str().unwrap()).await.as_deref(), Some("alice"));
 }
 
 #[tokio::test]

@@ -24,6 +24,17 @@ async function connect(popup) {
   await popup.getByRole('button', { name: 'Connect', exact: true }).click();
 }
 
+/// A page opened with a code already used: it says so, and posts `message`.
+function usedCode(message) {
+  return {
+    async steps({ popup, expectText }) {
+      await expectText(popup, 'This link can no longer be used');
+    },
+    expect: [message],
+    allowConsole: [/status of 403/],
+  };
+}
+
 /// Presses one of the wizard's buttons (Next, Back, Finish, Cancel).
 async function press(popup, name) {
   await popup.getByRole('button', { name, exact: true }).click();
@@ -134,13 +145,7 @@ export const scenarios = {
   },
 
   // A code already used: an error page, and the opener is told.
-  'auth-dialog/used-code': {
-    async steps({ popup, expectText }) {
-      await expectText(popup, 'This link can no longer be used');
-    },
-    expect: [{ type: 'tray.authPopup.error', error: /start again from the app/ }],
-    allowConsole: [/status of 403/],
-  },
+  'auth-dialog/used-code': usedCode({ type: 'tray.authPopup.error', error: /start again from the app/ }),
 
   // Keyboard only: Tab from control to control, type each value, Enter on Connect. Every
   // control must show where the focus is.
@@ -251,13 +256,7 @@ export const scenarios = {
   },
 
   // A wizard link whose code was already used: an error page, and the opener is told.
-  'wizard/used-code': {
-    async steps({ expectText, popup }) {
-      await expectText(popup, 'This link can no longer be used');
-    },
-    expect: [{ type: 'tray.configPopup.error', err: /start again from the app/ }],
-    allowConsole: [/status of 403/],
-  },
+  'wizard/used-code': usedCode({ type: 'tray.configPopup.error', err: /start again from the app/ }),
 
   // The opener refuses a setting (`tray.configPopup.client.validation` with an error for
   // the slot): the wizard shows it on the field and does not finish; with the setting
