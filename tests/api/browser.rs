@@ -14,7 +14,10 @@ use reqwest::{StatusCode, redirect::Policy};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
-use crate::support::{SelfSigned, TestServer, repo_path, require_tool};
+use crate::{
+    oauth::{CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, Provider, oauth_environment},
+    support::{SelfSigned, TestServer, repo_path, require_tool},
+};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -73,8 +76,9 @@ impl Drop for PartnerSite {
     }
 }
 
-/// latchkey over HTTPS with a branded organization whose allowed origin is the partner
-/// site's, an end user, and the partner site.
+/// latchkey over HTTPS (its public URL the port it serves on, as the OAuth callback needs)
+/// with a branded organization whose allowed origin is the partner site's, an end user,
+/// and the partner site.
 struct E2e {
     server: TestServer,
     certificate: SelfSigned,
@@ -86,7 +90,7 @@ impl E2e {
     /// `None` where the browser tools are missing (outside CI).
     async fn start(test: &str) -> Option<Self> {
         tools(test)?;
-        let (server, certificate) = TestServer::start_https(|_| {}).await;
+        let (server, certificate) = TestServer::start_https_public(|_| {}).await;
         let partner = PartnerSite::start().await;
         server
             .ok(
@@ -252,4 +256,245 @@ async fn a_used_code_shows_an_error_page_and_tells_the_opener() {
     assert_eq!(first.unwrap().status(), StatusCode::SEE_OTHER);
     e2e.run("auth-dialog/used-code", &url, json!({})).await;
     assert!(e2e.authentications().await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// The config wizard
+
+const INSTANCE: &str = "query($c: SolutionInstanceSearchCriteria) { viewer { solutionInstances(criteria: $c) { edges { node { enabled authValues { externalId authId } configValues { externalId value } } } } } }";
+
+/// What the end user types into the wizard's settings, by control name: one of each type.
+fn settings() -> Value {
+    json!({
+        "config.batch_size": "75",
+        "config.region": "us",
+        "config.notify": true,
+        "config.filters": "{\"status\": \"open\"}",
+        "config.tags": "[\"vip\", \"billing\"]",
+        "config.label": "Support",
+    })
+}
+
+/// The settings as the opener and the API see them (the hidden slot keeps its default).
+fn settings_saved() -> Value {
+    json!({"batch_size": 75, "region": "us", "notify": true, "filters": {"status": "open"},
+        "tags": ["vip", "billing"], "label": "Support"})
+}
+
+/// The whole browser set-up plus an OAuth provider, and a published solution that needs
+/// two connections (`zendesk`, a token service; `crm`, an optional OAuth 2.0 service
+/// whose OAuth app is the provider) and settings of every type, with an instance of it
+/// for the end user.
+struct Activation {
+    e2e: E2e,
+    provider: Provider,
+    instance: String,
+    /// The instance as created (its config values: the defaults).
+    created: (bool, Value, Value),
+}
+
+impl Activation {
+    async fn start(test: &str) -> Option<Self> {
+        let e2e = E2e::start(test).await?;
+        let server = &e2e.server;
+        let provider = Provider::start(test, &format!("{}{CALLBACK_PATH}", server.base)).await?;
+        let crm = server.create_custom_service(&server.master, "acme-crm").await;
+        let crm_environment =
+            oauth_environment(server, &crm, "oauth2", &provider.issuer, CLIENT_ID, CLIENT_SECRET).await;
+        let (zendesk, zendesk_environment) = server.builtin_environment("zendesk").await;
+        let input = json!({"in": {
+            "title": "Ticket sync",
+            "authSlots": [
+                {"externalId": "zendesk", "title": "Help desk", "serviceId": zendesk,
+                    "serviceEnvironmentId": zendesk_environment, "required": true},
+                {"externalId": "crm", "title": "CRM", "serviceId": crm, "serviceEnvironmentId": crm_environment,
+                    "scopes": ["openid", "offline_access", "contacts.read"]},
+            ],
+            "configSlots": crate::wizard::config_slots(),
+            "workflows": [{"name": "Sync"}]}});
+        let create = "mutation($in: CreateSolutionInput!) { createSolution(input: $in) { solution { id } } }";
+        let data = server.ok(&server.master, create, input).await;
+        let solution = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+        let publish = "mutation($id: ID!) { publishSolution(input: {solutionId: $id}) { solution { version } } }";
+        server.ok(&server.master, publish, json!({"id": solution})).await;
+        let instance = server.create_instance(&e2e.user_token().await, &solution, "Tickets").await;
+        let mut activation = Self { e2e, provider, instance, created: (false, json!({}), json!({})) };
+        activation.created = activation.instance().await;
+        assert!(!activation.created.0);
+        Some(activation)
+    }
+
+    /// The wizard's URL with a fresh code, as the partner's backend hands it over.
+    async fn wizard(&self) -> String {
+        self.e2e.page_url(&format!("/external/solutions/default/configure/{}", self.instance)).await
+    }
+
+    /// A Zendesk connection the end user already has, named `name`.
+    async fn existing(&self, name: &str) -> String {
+        let server = &self.e2e.server;
+        let (_, environment) = server.builtin_environment("zendesk").await;
+        server.import_zendesk(&self.e2e.user_token().await, &environment, name).await
+    }
+
+    /// The instance as the API shows it: enabled, its auth values and its config values,
+    /// by slot.
+    async fn instance(&self) -> (bool, Value, Value) {
+        let token = self.e2e.user_token().await;
+        let data = self.e2e.server.ok(&token, INSTANCE, json!({"c": {"id": self.instance}})).await;
+        let node = &data["viewer"]["solutionInstances"]["edges"][0]["node"];
+        let by_slot = |list: &Value, value: &dyn Fn(&Value) -> Value| -> Value {
+            let pairs =
+                list.as_array().unwrap().iter().map(|v| (v["externalId"].as_str().unwrap().to_owned(), value(v)));
+            Value::Object(pairs.collect())
+        };
+        let auth = by_slot(&node["authValues"], &|v| v["authId"].clone());
+        let config = by_slot(&node["configValues"], &|v| serde_json::from_str(v["value"].as_str().unwrap()).unwrap());
+        (node["enabled"].as_bool().unwrap(), auth, config)
+    }
+
+    /// The instance is as created, and the end user has only `connections`.
+    async fn assert_untouched(&self, connections: usize) {
+        assert_eq!(self.instance().await, self.created);
+        assert_eq!(self.created.1, json!({}));
+        assert_eq!(self.e2e.authentications().await.len(), connections);
+    }
+
+    /// The full read of an authentication: its credentials and user data.
+    async fn full_read(&self, id: &str) -> (Value, Value) {
+        self.e2e.server.enable_full_reads(&self.e2e.server.master).await;
+        let token = self.e2e.user_token().await;
+        let query = "query($id: ID!) { authenticationCredentials(id: $id) { data formData } }";
+        let read = self.e2e.server.ok(&token, query, json!({"id": id})).await;
+        let document = |field: &str| -> Value {
+            serde_json::from_str(read["authenticationCredentials"][field].as_str().unwrap()).unwrap()
+        };
+        (document("data"), document("formData"))
+    }
+}
+
+/// A picture for the README at `docs/images/{name}`, taken by the test that runs now.
+fn assert_new_picture(path: &std::path::Path, started: std::time::SystemTime) {
+    let taken = std::fs::metadata(path).and_then(|file| file.modified()).unwrap();
+    assert!(taken >= started, "no new picture at {}", path.display());
+    assert!(std::fs::read(path).unwrap().starts_with(b"\x89PNG"));
+}
+
+#[tokio::test]
+async fn an_end_user_activates_a_solution_in_the_wizard_is_enabled_by_the_partner_and_later_edits_a_connection() {
+    let test = "an_end_user_activates_a_solution_in_the_wizard_is_enabled_by_the_partner_and_later_edits_a_connection";
+    let Some(a) = Activation::start(test).await else { return };
+    let started = std::time::SystemTime::now();
+    let (connect_picture, settings_picture) =
+        (repo_path("docs/images/wizard-oauth-connect.png"), repo_path("docs/images/wizard-settings.png"));
+    let token = zendesk_values();
+    let input = json!({
+        "instanceId": a.instance,
+        "token": token,
+        "settings": settings(),
+        "screenshots": {"connect": connect_picture.display().to_string(), "settings": settings_picture.display().to_string()},
+    });
+    let messages = a.e2e.run("wizard/activate", &a.wizard().await, input).await;
+    assert_new_picture(&connect_picture, started);
+    assert_new_picture(&settings_picture, started);
+
+    // The opener was asked to check the settings, as the API will read them.
+    let asked = &messages[0]["data"];
+    assert_eq!(asked["configValues"], settings_saved());
+    assert_eq!(asked["slotValues"], settings_saved());
+    let visible: Vec<&str> = asked["visibleValues"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(visible, ["batch_size", "region", "notify", "filters", "tags", "label"]);
+
+    // Two new connections, one of each kind, both set on the instance with the settings.
+    let saved = a.e2e.authentications().await;
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    let id_of = |name: &str| saved.iter().find(|auth| auth["name"] == name).unwrap()["id"].as_str().unwrap().to_owned();
+    let (desk, crm) = (id_of("Support desk"), id_of("Acme CRM"));
+    let (enabled, auth, config) = a.instance().await;
+    assert!(!enabled, "the wizard does not enable the instance");
+    assert_eq!(auth, json!({"zendesk": desk, "crm": crm}));
+    let mut expected = settings_saved();
+    expected["internal"] = json!("kept");
+    assert_eq!(config, expected);
+
+    // The partner enables it.
+    let enable = "mutation($id: ID!) { updateSolutionInstance(input: {solutionInstanceId: $id, enabled: true}) { solutionInstance { enabled } } }";
+    let data = a.e2e.server.ok(&a.e2e.user_token().await, enable, json!({"id": a.instance})).await;
+    assert_eq!(data["updateSolutionInstance"]["solutionInstance"]["enabled"], true);
+    let (enabled, auth_after, config_after) = a.instance().await;
+    assert!(enabled);
+    assert_eq!(auth_after, auth);
+    assert_eq!(config_after, config);
+
+    // The token connection holds what was typed; the OAuth one the provider's own tokens.
+    let (credentials, user_data) = a.full_read(&desk).await;
+    assert_eq!(credentials, json!({"email": token["credentials.email"], "api_token": token["credentials.api_token"]}));
+    assert_eq!(user_data, json!({"subdomain": token["userData.subdomain"]}));
+    let (oauth, _) = a.full_read(&crm).await;
+    assert_eq!(a.provider.grants("authorization_code").await, 1);
+    assert!(oauth["refresh_token"].as_str().is_some_and(|token| !token.is_empty()), "{oauth}");
+    let account = a.provider.account(oauth["access_token"].as_str().unwrap()).await;
+    assert_eq!(account.as_deref(), Some("alice"), "the provider takes the stored access token");
+
+    // Later, the end user renames the token connection; its secret, left blank, stays.
+    let edit = a.e2e.page_url(&format!("/external/auth/edit/default/{desk}")).await;
+    let input = json!({"authId": desk, "values": {"name": "Support desk (EU)"}});
+    a.e2e.run("auth-dialog/edit", &edit, input).await;
+    let names: Vec<Value> = a.e2e.authentications().await.iter().map(|auth| auth["name"].clone()).collect();
+    assert!(names.contains(&json!("Support desk (EU)")) && names.len() == 2, "{names:?}");
+    assert_eq!(a.full_read(&desk).await, (credentials, user_data), "the blank secret kept its value");
+    assert_eq!(a.instance().await.1, auth, "the instance keeps its connections");
+}
+
+#[tokio::test]
+async fn cancelling_the_wizard_tells_the_opener_and_changes_nothing() {
+    let Some(a) = Activation::start("cancelling_the_wizard_tells_the_opener_and_changes_nothing").await else {
+        return;
+    };
+    a.e2e.run("wizard/cancel", &a.wizard().await, json!({"instanceId": a.instance})).await;
+    a.assert_untouched(0).await;
+}
+
+#[tokio::test]
+async fn declining_at_the_provider_in_the_wizard_shows_why_tells_the_opener_and_stores_nothing() {
+    let test = "declining_at_the_provider_in_the_wizard_shows_why_tells_the_opener_and_stores_nothing";
+    let Some(a) = Activation::start(test).await else { return };
+    a.existing("Desk").await;
+    a.e2e.run("wizard/oauth-declined", &a.wizard().await, json!({"existing": "Desk"})).await;
+    assert_eq!(a.provider.grants("authorization_code").await, 0);
+    a.assert_untouched(1).await;
+}
+
+#[tokio::test]
+async fn a_used_wizard_code_shows_an_error_page_and_tells_the_opener() {
+    let Some(a) = Activation::start("a_used_wizard_code_shows_an_error_page_and_tells_the_opener").await else {
+        return;
+    };
+    let url = a.wizard().await;
+    let first = a.e2e.certificate.client(reqwest::Client::builder().redirect(Policy::none())).get(&url).send().await;
+    assert_eq!(first.unwrap().status(), StatusCode::SEE_OTHER);
+    a.e2e.run("wizard/used-code", &url, json!({})).await;
+    a.assert_untouched(0).await;
+}
+
+#[tokio::test]
+async fn an_error_from_the_opener_stops_the_finish_until_the_setting_is_changed() {
+    let test = "an_error_from_the_opener_stops_the_finish_until_the_setting_is_changed";
+    let Some(a) = Activation::start(test).await else { return };
+    let desk = a.existing("Desk").await;
+    let input = json!({
+        "instanceId": a.instance,
+        "existing": "Desk",
+        "settings": settings(),
+        "openerErrors": {"label": "Acme already has a sync labelled Support."},
+        "fixed": {"config.label": "Support EU"},
+    });
+    let messages = a.e2e.run("wizard/opener-validation", &a.wizard().await, input).await;
+    assert_eq!(messages[0]["data"]["configValues"]["label"], "Support");
+    assert_eq!(messages[1]["data"]["configValues"]["label"], "Support EU");
+    let (_, auth, config) = a.instance().await;
+    assert_eq!(auth, json!({"zendesk": desk}));
+    let mut expected = settings_saved();
+    expected["label"] = json!("Support EU");
+    expected["internal"] = json!("kept");
+    assert_eq!(config, expected);
 }

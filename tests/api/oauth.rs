@@ -15,13 +15,13 @@ use tokio::{
 
 use crate::support::{Storage, TestServer, captured_logs, repo_path, require_tool};
 
-const CLIENT_ID: &str = "latchkey-test";
-const CLIENT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
-const CALLBACK_PATH: &str = "/external/auth/oauth/callback";
+pub(crate) const CLIENT_ID: &str = "latchkey-test";
+pub(crate) const CLIENT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
+pub(crate) const CALLBACK_PATH: &str = "/external/auth/oauth/callback";
 
 /// The authorization server of `tests/oauth-server`, stopped when dropped.
-struct Provider {
-    issuer: String,
+pub(crate) struct Provider {
+    pub(crate) issuer: String,
     _child: Child,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
@@ -30,7 +30,7 @@ impl Provider {
     /// Starts the server with `redirect_uri` as its test client's one redirect URI; `None`
     /// (the test is skipped, saying why) where Node or the npm packages are missing
     /// outside CI.
-    async fn start(test: &str, redirect_uri: &str) -> Option<Self> {
+    pub(crate) async fn start(test: &str, redirect_uri: &str) -> Option<Self> {
         let dir = repo_path("tests/oauth-server");
         let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
         require_tool(test, node, "Node.js (node) on PATH")?;
@@ -57,9 +57,20 @@ impl Provider {
     }
 
     /// How many grants of `kind` the provider has made.
-    async fn grants(&self, kind: &str) -> u64 {
+    pub(crate) async fn grants(&self, kind: &str) -> u64 {
         let stats: Value = reqwest::get(format!("{}/_test/stats", self.issuer)).await.unwrap().json().await.unwrap();
         stats["grants"][kind].as_u64().unwrap()
+    }
+
+    /// The account the provider's userinfo endpoint gives for `access_token`, or `None`
+    /// where it refuses the token: proof that a stored token is the provider's own.
+    pub(crate) async fn account(&self, access_token: &str) -> Option<String> {
+        let answer =
+            reqwest::Client::new().get(format!("{}/me", self.issuer)).bearer_auth(access_token).send().await.unwrap();
+        if answer.status() != StatusCode::OK {
+            return None;
+        }
+        answer.json::<Value>().await.unwrap()["sub"].as_str().map(str::to_owned)
     }
 
     async fn outage(&self, on: bool) {
@@ -247,7 +258,7 @@ impl Connect {
 }
 
 /// Adds an environment of `kind` with an OAuth app at `issuer` to a service; returns its id.
-async fn oauth_environment(
+pub(crate) async fn oauth_environment(
     server: &TestServer,
     service: &str,
     kind: &str,
@@ -323,14 +334,7 @@ async fn connecting_an_oauth_service_stores_the_providers_tokens_sealed() {
     assert!((3500..=3600).contains(&lifetime), "expires_at from expires_in (3600 s): {lifetime}");
     assert!(credentials.get("expires_in").is_none());
     // The access token is the provider's own: its userinfo endpoint takes it.
-    let userinfo = reqwest::Client::new()
-        .get(format!("{}/me", c.provider.issuer))
-        .bearer_auth(&access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.status(), StatusCode::OK);
-    assert_eq!(userinfo.json::<Value>().await.unwrap()["sub"], "alice");
+    assert_eq!(c.provider.account(&access_token).await.as_deref(), Some("alice"));
 
     for secret in [&access_token, &refresh_token] {
         assert!(!metadata.to_string().contains(secret.as_str()), "metadata holds no token");
@@ -768,13 +772,7 @@ async fn reconnecting_in_the_edit_dialog_replaces_the_tokens_and_keeps_the_authe
     // Its id, name and owner (the end user still lists it and reads it in full) stay.
     assert_eq!(c.authentications().await, listed);
     // The new access token is the provider's own.
-    let userinfo = reqwest::Client::new()
-        .get(format!("{}/me", c.provider.issuer))
-        .bearer_auth(after["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.status(), StatusCode::OK);
+    assert_eq!(c.provider.account(after["access_token"].as_str().unwrap()).await.as_deref(), Some("alice"));
 }
 
 #[tokio::test]

@@ -149,14 +149,16 @@ impl TestServer {
         Self::serve(storage, listener, customize).await
     }
 
-    /// A server whose `LATCHKEY_PUBLIC_URL` is its own address, for pages that send a
-    /// browser away and back (the OAuth callback).
+    /// A server whose `LATCHKEY_PUBLIC_URL` is its own address (`https://` where
+    /// `customize` gives it a certificate), for pages that send a browser away and back
+    /// (the OAuth callback). A public URL `customize` sets wins.
     pub async fn start_public(storage: Storage, customize: impl FnOnce(&mut RawConfig)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let address = listener.local_addr().expect("address");
         Self::serve(storage, listener, |raw| {
-            raw.public_url = Some(base);
             customize(raw);
+            let scheme = if raw.tls_cert.is_some() { "https" } else { "http" };
+            raw.public_url.get_or_insert_with(|| format!("{scheme}://{address}"));
         })
         .await
     }
@@ -184,14 +186,25 @@ impl TestServer {
     /// A server that serves HTTPS with a self-signed certificate for 127.0.0.1, and a
     /// client that trusts it.
     pub async fn start_https(customize: impl FnOnce(&mut RawConfig)) -> (Self, SelfSigned) {
+        Self::https(false, customize).await
+    }
+
+    /// As `start_https`, with `LATCHKEY_PUBLIC_URL` its own `https://` address (the port
+    /// it bound), as the OAuth callback needs.
+    pub async fn start_https_public(customize: impl FnOnce(&mut RawConfig)) -> (Self, SelfSigned) {
+        Self::https(true, customize).await
+    }
+
+    async fn https(public: bool, customize: impl FnOnce(&mut RawConfig)) -> (Self, SelfSigned) {
         let storage = Storage::new().await;
         let certificate = SelfSigned::write(storage.dir.path());
-        let mut server = Self::start_on(storage, |raw| {
+        let tls = |raw: &mut RawConfig| {
             raw.tls_cert = Some(certificate.cert_path.display().to_string());
             raw.tls_key = Some(certificate.key_path.display().to_string());
             customize(raw);
-        })
-        .await;
+        };
+        let mut server =
+            if public { Self::start_public(storage, tls).await } else { Self::start_on(storage, tls).await };
         server.client = certificate.client(reqwest::Client::builder());
         (server, certificate)
     }

@@ -12,7 +12,7 @@ const CREATE_SOLUTION: &str =
 const PUBLISH: &str = "mutation($id: ID!) { publishSolution(input: {solutionId: $id}) { solution { version } } }";
 const INSTANCE: &str = "query($c: SolutionInstanceSearchCriteria) { viewer { solutionInstances(criteria: $c) { edges { node { id solutionVersion authValues { externalId authId } configValues { externalId value } } } } } }";
 
-fn config_slots() -> Value {
+pub(crate) fn config_slots() -> Value {
     json!([
         {"externalId": "batch_size", "title": "Batch size", "valueType": "NUMBER", "required": true, "defaultValue": "50"},
         {"externalId": "region", "title": "Region", "valueType": "CHOICE", "choices": ["\"eu\"", "\"us\""], "defaultValue": "\"eu\""},

@@ -76,6 +76,13 @@ try {
   // latchkey's test certificate is self-signed.
   const context = await browser.newContext({ viewport: POPUP, ignoreHTTPSErrors: true });
   context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  // Loopback only (latchkey, the partner page, the OAuth provider): a page that asks for
+  // anything else (the provider's sign-in page imports a web font) is refused at once, so
+  // the run neither waits on the network nor depends on it.
+  await context.route(
+    (url) => !['127.0.0.1', 'partner.test', 'localhost'].includes(url.hostname),
+    (route) => route.abort(),
+  );
   const allowed = scenario.allowConsole ?? [];
   const onLatchkey = (url) => {
     try {
@@ -109,14 +116,15 @@ try {
 
   const audit = (label) => auditPage(popup, label);
   await audit('the page as opened');
-  const tools = { popup, partner, input, audit, fill, expectText };
+  const tools = { popup, partner, input, audit, fill, expectText, latchkeyOrigin };
   await scenario.steps(tools);
 
-  await waitForMessages(partner, scenario.expect.length);
+  const expected = typeof scenario.expect === 'function' ? scenario.expect(input) : scenario.expect;
+  await waitForMessages(partner, expected.length);
   const received = await partner.evaluate(() => window.received);
   result.messages = received.map((message) => message.data);
   result.origins = received.map((message) => message.origin);
-  checkMessages(received, scenario.expect);
+  checkMessages(received, expected);
   if (scenario.closes) {
     if (!popup.isClosed()) {
       await popup.waitForEvent('close').catch(() => result.problems.push('the popup did not close'));
@@ -144,7 +152,8 @@ async function waitForMessages(partner, count) {
 }
 
 /// Each expected message, in order: every field given must match (a RegExp tests a
-/// string, anything else is compared as JSON); fields not given are not checked.
+/// string, anything else is compared as JSON); fields not given are not checked. The
+/// whole messages go back to the Rust test, which may check them further.
 function checkMessages(received, expected) {
   received.forEach((message, n) => {
     if (message.origin !== latchkeyOrigin) {
