@@ -26,6 +26,7 @@ use crate::{
         catalog,
         idempotency::Fingerprinter,
         installation::{self, Bootstrap},
+        refresh::Refresher,
     },
     graphql::{self, Limits, Services},
     http::{self, AppState},
@@ -91,14 +92,24 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish for up to
-    /// [`SHUTDOWN_GRACE`].
+    /// [`SHUTDOWN_GRACE`]. The background refresh job runs meanwhile; on shutdown it
+    /// finishes the pass under way (within the same grace) and stops.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let job = self.state.refresher.spawn(stopped);
+        let served = server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await;
+        let _ = stop.send(true);
+        if let Some(job) = job
+            && tokio::time::timeout(SHUTDOWN_GRACE, job).await.is_err()
+        {
+            tracing::warn!("the background refresh job did not stop within the grace period");
+        }
+        served
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -115,7 +126,10 @@ fn state(
     config: &Config,
 ) -> AppState {
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
-    let schema = graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone()), limits);
+    let outbound = crate::outbound::Outbound::new(config.outbound);
+    let refresher = Refresher::new(db.clone(), keyring.clone(), outbound.clone(), config.refresh);
+    let schema =
+        graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone(), refresher.clone()), limits);
     AppState {
         schema,
         authenticator,
@@ -126,7 +140,8 @@ fn state(
         rate_limiter: RateLimiter::new(config.rate_limit),
         graphiql: limits.introspection,
         pages: Arc::new(crate::pages::PagesConfig::new(&config.public_url)),
-        outbound: crate::outbound::Outbound::new(config.outbound),
+        outbound,
+        refresher,
     }
 }
 

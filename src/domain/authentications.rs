@@ -16,9 +16,11 @@ use serde_json::Value;
 use super::{
     audit,
     catalog::{self, Environment, Service},
+    expiry::{self, Lifecycle, Status, Timing},
     idempotency::{self, Begun, Idempotency},
     json_schema, orgs,
     pagination::{Page, PageRequest},
+    refresh::{self, Outcome, Refresher},
     required_text,
 };
 use crate::{
@@ -46,6 +48,9 @@ pub struct Authentication {
     pub custom_fields: Value,
     pub created_at: chrono::DateTime<Utc>,
     pub updated_at: chrono::DateTime<Utc>,
+    pub status: Status,
+    /// When the access token expires, where latchkey knows.
+    pub expires_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// The secrets, opened. Only [`read_full`] makes one.
@@ -220,6 +225,11 @@ fn checked_contents(
     Ok(Contents { name, credentials, user_data, scopes, custom_fields: checked_custom_fields(custom_fields)? })
 }
 
+/// Seals a new value of one field of an existing row.
+pub(super) fn seal_field(keyring: &Keyring, row: &authentication::Model, field: Field, value: &Value) -> Vec<u8> {
+    envelope::seal(keyring, &binding(row, field), value.to_string().as_bytes())
+}
+
 fn seal(
     keyring: &Keyring,
     org_id: OrgId,
@@ -233,6 +243,8 @@ fn seal(
 
 fn to_authentication(row: authentication::Model, service: Service, environment: Environment) -> Result<Authentication> {
     Ok(Authentication {
+        status: expiry::status(&row, Utc::now()),
+        expires_at: row.expires_at,
         id: AuthenticationId(row.id),
         owner: row.owner_user_id.map(UserId),
         name: row.name,
@@ -279,6 +291,7 @@ async fn one_with_catalog(
 pub async fn create(
     db: &DatabaseConnection,
     keyring: &Keyring,
+    timing: Timing,
     caller: Caller<'_>,
     new: NewAuthentication,
     idempotency: Option<&Idempotency>,
@@ -305,7 +318,8 @@ pub async fn create(
     let owner = owner_of(caller);
     let id = AuthenticationId::generate();
     let now = Utc::now();
-    let row = authentication::ActiveModel {
+    let lifecycle = Lifecycle::of(&environment, &contents.credentials, now);
+    let mut row = authentication::ActiveModel {
         id: Set(id.0),
         org_id: Set(org_id.0),
         owner_user_id: Set(owner.map(|o| o.0)),
@@ -320,7 +334,12 @@ pub async fn create(
         key_id: Set(keyring.active().id().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
+        credentials_version: Set(0),
+        last_used_at: Set(None),
+        expiring_notified_for: Set(None),
+        ..Default::default()
     };
+    refresh::reset(&mut row, &lifecycle, now, timing);
     let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
         Begun::Fresh(txn) => txn,
         Begun::Replay(id) => {
@@ -370,6 +389,7 @@ pub async fn list(
 pub async fn replace(
     db: &DatabaseConnection,
     keyring: &Keyring,
+    timing: Timing,
     caller: Caller<'_>,
     id: AuthenticationId,
     replacement: Replacement,
@@ -387,14 +407,21 @@ pub async fn replace(
         replacement.scopes,
         replacement.custom_fields,
     )?;
+    let version = row.credentials_version;
+    let now = Utc::now();
+    let lifecycle = Lifecycle::of(&environment, &contents.credentials, now);
     let mut active: authentication::ActiveModel = row.into();
+    // New credentials: a refresh of the old ones still under way loses its lease, so its
+    // answer cannot overwrite them.
+    refresh::reset(&mut active, &lifecycle, now, timing);
+    active.credentials_version = Set(version + 1);
     active.name = Set(contents.name);
     active.scopes = Set(contents.scopes);
     active.custom_fields = Set(contents.custom_fields);
     active.credentials = Set(seal(keyring, org_id, owner, id, Field::Credentials, &contents.credentials));
     active.user_data = Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data));
     active.key_id = Set(keyring.active().id().to_owned());
-    active.updated_at = Set(Utc::now());
+    active.updated_at = Set(now);
     let row = authentication::Entity::update(active).exec(&txn).await?;
     audit::record(&txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
     let authentication = one_with_catalog(&txn, caller, row).await?;
@@ -415,7 +442,11 @@ pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: Authenticat
     Ok(())
 }
 
-fn open_json(keyring: &KeyringHandle, row: &authentication::Model, field: Field) -> Result<Sensitive<Value>> {
+pub(super) fn open_json(
+    keyring: &KeyringHandle,
+    row: &authentication::Model,
+    field: Field,
+) -> Result<Sensitive<Value>> {
     let sealed = match field {
         Field::Credentials => &row.credentials,
         Field::UserData => &row.user_data,
@@ -429,10 +460,13 @@ fn open_json(keyring: &KeyringHandle, row: &authentication::Model, field: Field)
 }
 
 /// The one path by which secrets leave: the owning end user, where the organization has
-/// enabled full reads. Every read is audited.
+/// enabled full reads. Every read is audited. A credential due for a refresh is refreshed
+/// first (or the refresh another process is running is waited for), so what leaves is
+/// fresh; whatever the provider answers, the read goes on with the best credential there is.
 pub async fn read_full(
     db: &DatabaseConnection,
     keyring: &KeyringHandle,
+    refresher: &Refresher,
     scope: &UserScope,
     id: AuthenticationId,
 ) -> Result<FullAuthentication> {
@@ -441,10 +475,33 @@ pub async fn read_full(
     if !org.full_reads_enabled {
         return Err(Error::Forbidden("full reads of authentications are not enabled for this organization"));
     }
-    let row = find_row(db, caller, id).await?;
+    let mut row = find_row(db, caller, id).await?;
+    if refresh::is_due(&row, Utc::now()) {
+        refresher.when_due(&row).await?;
+        row = find_row(db, caller, id).await?;
+    }
+    authentication::Entity::update_many()
+        .col_expr(authentication::Column::LastUsedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(authentication::Column::Id.eq(row.id))
+        .exec(db)
+        .await?;
     let credentials = open_json(keyring, &row, Field::Credentials)?;
     let user_data = open_json(keyring, &row, Field::UserData)?;
     audit::record(db, scope.org_id(), scope.into(), "authentication.read_full", Some(id.0)).await?;
     let authentication = one_with_catalog(db, caller, row).await?;
     Ok(FullAuthentication { authentication, credentials, user_data })
+}
+
+/// Refreshes an authentication now (the master token's organization, or the owning end
+/// user), whatever its due time; see [`Refresher::force`]. Returns its metadata after.
+pub async fn refresh(
+    db: &DatabaseConnection,
+    refresher: &Refresher,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+) -> Result<(Authentication, Outcome)> {
+    let row = find_row(db, caller, id).await?;
+    let outcome = refresher.force(&row, caller.into()).await?;
+    let row = find_row(db, caller, id).await?;
+    Ok((one_with_catalog(db, caller, row).await?, outcome))
 }

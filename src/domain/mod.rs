@@ -6,6 +6,8 @@
 pub mod audit;
 pub mod authentications;
 pub mod catalog;
+pub mod events;
+pub mod expiry;
 pub mod idempotency;
 pub mod installation;
 pub mod instances;
@@ -16,6 +18,7 @@ pub mod org_settings;
 pub mod orgs;
 pub mod page_sessions;
 pub mod pagination;
+pub mod refresh;
 pub mod solutions;
 pub mod users;
 

@@ -34,7 +34,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{Principal, UserTokens},
     crypto::{Keyring, KeyringHandle},
-    domain::{idempotency::Idempotency, pagination::PageRequest},
+    domain::{idempotency::Idempotency, pagination::PageRequest, refresh::Refresher},
     error::Error,
 };
 
@@ -65,11 +65,21 @@ pub struct Services {
     db: DatabaseConnection,
     user_tokens: UserTokens,
     keyring: Arc<KeyringHandle>,
+    refresher: Refresher,
 }
 
 impl Services {
-    pub fn new(db: DatabaseConnection, user_tokens: UserTokens, keyring: Arc<KeyringHandle>) -> Self {
-        Self { db, user_tokens, keyring }
+    pub fn new(
+        db: DatabaseConnection,
+        user_tokens: UserTokens,
+        keyring: Arc<KeyringHandle>,
+        refresher: Refresher,
+    ) -> Self {
+        Self { db, user_tokens, keyring, refresher }
+    }
+
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
     }
 
     /// The keyring in force now (it follows a rotation of the key file).

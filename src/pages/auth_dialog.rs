@@ -308,7 +308,16 @@ async fn save(
     ))?;
     let idempotency = Idempotency::new(key, state.fingerprinter.clone());
     let keyring = state.keyring.current();
-    match authentications::create(&state.unscoped_db, &keyring, Caller::User(scope), new, Some(&idempotency)).await {
+    match authentications::create(
+        &state.unscoped_db,
+        &keyring,
+        state.refresher.timing(),
+        Caller::User(scope),
+        new,
+        Some(&idempotency),
+    )
+    .await
+    {
         Ok(authentication) => {
             Ok(page(StatusCode::OK, views::finished(&subject.brand, &subject.service, &authentication.id.to_string())))
         }

@@ -92,7 +92,9 @@ async fn complete(
             let keyring = state.keyring.current();
             // One flow or one client-credentials check makes one authentication: the flow's
             // state is single use, and the check runs once per post.
-            Ok(authentications::create(&state.unscoped_db, &keyring, caller, new, None).await?.id)
+            Ok(authentications::create(&state.unscoped_db, &keyring, state.refresher.timing(), caller, new, None)
+                .await?
+                .id)
         }
     }
 }
