@@ -173,8 +173,9 @@ impl Lifecycle {
         }
     }
 
-    /// After a refresh: as [`Lifecycle::of`] the new credentials, except the refresh
-    /// token's expiry, which only the answer can move. An answer that states one sets it;
+    /// After a refresh: as [`Lifecycle::of`] the new credentials, except the expiries,
+    /// which only the answer can state: the access token's is the answer's `expires_in`
+    /// (none without one), and the refresh token's moves only with the answer. An answer that states one sets it;
     /// one with a new refresh token but no expiry makes it unknown; one without a new
     /// refresh token keeps the old token and its old expiry.
     pub fn after_refresh(
@@ -184,6 +185,9 @@ impl Lifecycle {
         before: Option<DateTime<Utc>>,
     ) -> Self {
         let mut lifecycle = Self::of(environment, credentials, answer.received_at);
+        // The answer's own `expires_in`, to the millisecond (the credentials' `expires_at`
+        // is rounded to the second).
+        lifecycle.expires_at = answer.expires_at();
         let stated = Value::Object(answer.extras.expose().clone());
         lifecycle.refresh_expires_at = expiry(&stated, REFRESH_ABSOLUTE, REFRESH_RELATIVE, answer.received_at)
             .or(if answer.refresh_token.is_some() { None } else { before });

@@ -135,6 +135,16 @@ fn backoff(base: StdDuration, attempts: i32) -> StdDuration {
     full.mul_f64(0.5 + f64::from(random) / 510.0)
 }
 
+/// An update of `row` that applies only while `claim` holds its lease, and gives the
+/// lease back.
+fn under_claim(row: &authentication::Model, claim: Uuid) -> sea_orm::UpdateMany<authentication::Entity> {
+    authentication::Entity::update_many()
+        .col_expr(Column::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(Column::RefreshLeaseOwner, Expr::value(Option::<Uuid>::None))
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::RefreshLeaseOwner.eq(claim))
+}
+
 fn about(row: &authentication::Model) -> AuthenticationRef {
     AuthenticationRef {
         org_id: OrgId(row.org_id),
@@ -409,7 +419,7 @@ impl Refresher {
         let sealed_credentials = authentications::seal_field(&keyring, row, Field::Credentials, new_credentials);
         let sealed_user_data = authentications::seal_field(&keyring, row, Field::UserData, &mapped.user_data);
         let txn = crate::db::write(&self.inner.db).await.map_err(|err| Stored::Db(err.into()))?;
-        let written = authentication::Entity::update_many()
+        let written = under_claim(row, claim)
             .col_expr(Column::Credentials, Expr::value(sealed_credentials))
             .col_expr(Column::UserData, Expr::value(sealed_user_data))
             .col_expr(Column::KeyId, Expr::value(keyring.active().id().to_owned()))
@@ -420,13 +430,9 @@ impl Refresher {
             .col_expr(Column::Status, Expr::value(ACTIVE))
             .col_expr(Column::CredentialsVersion, Expr::col(Column::CredentialsVersion).add(1))
             .col_expr(Column::RefreshDueAt, Expr::value(lifecycle.due_at(answer.received_at, self.timing())))
-            .col_expr(Column::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(Column::RefreshLeaseOwner, Expr::value(Option::<Uuid>::None))
             .col_expr(Column::RefreshAttempts, Expr::value(0))
             .col_expr(Column::RefreshError, Expr::value(Option::<String>::None))
             .col_expr(Column::UpdatedAt, Expr::value(now))
-            .filter(Column::Id.eq(row.id))
-            .filter(Column::RefreshLeaseOwner.eq(claim))
             .exec(&txn)
             .await
             .map_err(|err| Stored::Db(err.into()))?;
@@ -452,14 +458,10 @@ impl Refresher {
         let attempts = row.refresh_attempts.saturating_add(1);
         let next = Utc::now() + chrono(backoff(self.inner.config.backoff, attempts));
         tracing::warn!(authentication_id = %row.id, attempts, error = class, transient, next_attempt = %next, "a refresh failed; the credential is kept and retried");
-        let written = authentication::Entity::update_many()
+        let written = under_claim(row, claim)
             .col_expr(Column::RefreshAttempts, Expr::value(attempts))
             .col_expr(Column::RefreshDueAt, Expr::value(next))
             .col_expr(Column::RefreshError, Expr::value(class))
-            .col_expr(Column::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(Column::RefreshLeaseOwner, Expr::value(Option::<Uuid>::None))
-            .filter(Column::Id.eq(row.id))
-            .filter(Column::RefreshLeaseOwner.eq(claim))
             .exec(&self.inner.db)
             .await?;
         let outcome = if transient { Outcome::Unavailable } else { Outcome::Failed };
@@ -482,15 +484,11 @@ impl Refresher {
         };
         tracing::warn!(authentication_id = %row.id, error, status, "the provider refused a refresh; no more attempts until the credential is replaced");
         let txn = crate::db::write(&self.inner.db).await?;
-        let written = authentication::Entity::update_many()
+        let written = under_claim(row, claim)
             .col_expr(Column::Status, Expr::value(status))
             .col_expr(Column::RefreshAttempts, Expr::value(row.refresh_attempts.saturating_add(1)))
             .col_expr(Column::RefreshDueAt, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(Column::RefreshError, Expr::value(error))
-            .col_expr(Column::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(Column::RefreshLeaseOwner, Expr::value(Option::<Uuid>::None))
-            .filter(Column::Id.eq(row.id))
-            .filter(Column::RefreshLeaseOwner.eq(claim))
             .exec(&txn)
             .await?;
         if written.rows_affected == 1 {
@@ -503,13 +501,7 @@ impl Refresher {
 
     /// Gives a claim back unused.
     async fn release(&self, row: &authentication::Model, claim: Uuid) -> Result<()> {
-        authentication::Entity::update_many()
-            .col_expr(Column::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(Column::RefreshLeaseOwner, Expr::value(Option::<Uuid>::None))
-            .filter(Column::Id.eq(row.id))
-            .filter(Column::RefreshLeaseOwner.eq(claim))
-            .exec(&self.inner.db)
-            .await?;
+        under_claim(row, claim).exec(&self.inner.db).await?;
         Ok(())
     }
 

@@ -13,15 +13,15 @@ use tokio::{
     process::{Child, ChildStdout, Command},
 };
 
-use crate::support::{Storage, TestServer, captured_logs, repo_path, require_tool};
+use crate::support::{Api, Storage, TestServer, captured_logs, repo_path, require_tool};
 
-const CLIENT_ID: &str = "latchkey-test";
-const CLIENT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
+pub(crate) const CLIENT_ID: &str = "latchkey-test";
+pub(crate) const CLIENT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
 const CALLBACK_PATH: &str = "/external/auth/oauth/callback";
 
 /// The authorization server of `tests/oauth-server`, stopped when dropped.
-struct Provider {
-    issuer: String,
+pub(crate) struct Provider {
+    pub(crate) issuer: String,
     _child: Child,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
@@ -31,6 +31,11 @@ impl Provider {
     /// (the test is skipped, saying why) where Node or the npm packages are missing
     /// outside CI.
     async fn start(test: &str, redirect_uri: &str) -> Option<Self> {
+        Self::start_with(test, redirect_uri, &[]).await
+    }
+
+    /// [`Provider::start`] with more of the server's settings (`ACCESS_TOKEN_TTL`, ...).
+    pub(crate) async fn start_with(test: &str, redirect_uri: &str, env: &[(&str, &str)]) -> Option<Self> {
         let dir = repo_path("tests/oauth-server");
         let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
         require_tool(test, node, "Node.js (node) on PATH")?;
@@ -41,6 +46,7 @@ impl Provider {
             .current_dir(&dir)
             .env("PORT", "0")
             .env("REDIRECT_URIS", redirect_uri)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -56,26 +62,47 @@ impl Provider {
         Some(Self { issuer: started["issuer"].as_str().unwrap().to_owned(), _child: child, _stdout: stdout })
     }
 
-    /// How many grants of `kind` the provider has made.
-    async fn grants(&self, kind: &str) -> u64 {
-        let stats: Value = reqwest::get(format!("{}/_test/stats", self.issuer)).await.unwrap().json().await.unwrap();
-        stats["grants"][kind].as_u64().unwrap()
+    pub(crate) async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/_test/stats", self.issuer)).await.unwrap().json().await.unwrap()
     }
 
-    async fn outage(&self, on: bool) {
+    /// How many grants of `kind` the provider has made.
+    pub(crate) async fn grants(&self, kind: &str) -> u64 {
+        self.stats().await["grants"][kind].as_u64().unwrap()
+    }
+
+    /// Calls to the token endpoint, refused ones included.
+    pub(crate) async fn token_requests(&self) -> u64 {
+        self.stats().await["token_requests"].as_u64().unwrap()
+    }
+
+    async fn hook(&self, path: &str, body: String) {
         let client = reqwest::Client::new();
-        let body = if on { "on" } else { "off" };
-        let response = client.post(format!("{}/_test/outage", self.issuer)).body(body).send().await.unwrap();
+        let response = client.post(format!("{}/_test/{path}", self.issuer)).body(body).send().await.unwrap();
         assert!(response.status().is_success());
+    }
+
+    pub(crate) async fn outage(&self, on: bool) {
+        self.hook("outage", if on { "on" } else { "off" }.to_owned()).await;
+    }
+
+    /// Revokes every grant, as an end user disconnecting the app at the provider would.
+    pub(crate) async fn revoke(&self) {
+        self.hook("revoke", String::new()).await;
+    }
+
+    /// Holds every call to the token endpoint this long before handling it.
+    pub(crate) async fn delay(&self, delay: Duration) {
+        self.hook("delay", delay.as_millis().to_string()).await;
     }
 }
 
 /// A browser: keeps cookies, follows no redirect on its own.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().unwrap()
 }
 
-fn location(response: &reqwest::Response) -> Url {
+pub(crate) fn location(response: &reqwest::Response) -> Url {
     assert!(response.status().is_redirection(), "a redirect, not {}", response.status());
     let location = response.headers()[header::LOCATION].to_str().unwrap();
     response.url().join(location).unwrap()
@@ -113,8 +140,16 @@ impl Connect {
     async fn on(test: &str, server: TestServer) -> Option<Self> {
         let provider = Provider::start(test, &format!("{}{CALLBACK_PATH}", server.base)).await?;
         let service = server.create_custom_service(&server.master, "acme-crm").await;
-        let environment =
-            oauth_environment(&server, &service, "oauth2", &provider.issuer, CLIENT_ID, CLIENT_SECRET).await;
+        let environment = oauth_environment(
+            &server.api(),
+            &server.master,
+            &service,
+            "oauth2",
+            &provider.issuer,
+            CLIENT_ID,
+            CLIENT_SECRET,
+        )
+        .await;
         let user = server.create_user(&server.master, "oauth-user").await;
         let user_token = server.user_token(&server.master, &user).await;
         Some(Self { server, provider, user_token, service, environment, browser: browser(), user })
@@ -143,30 +178,7 @@ impl Connect {
     /// Signs in at the provider and allows access (or declines); returns the URL the
     /// provider sends the browser back to.
     async fn sign_in(&self, browser: &reqwest::Client, authorize: Url, allow: bool) -> Url {
-        let mut url = authorize;
-        for _ in 0..12 {
-            if url.as_str().starts_with(&self.callback()) {
-                return url;
-            }
-            let response = browser.get(url.clone()).send().await.unwrap();
-            if response.status().is_redirection() {
-                url = location(&response);
-                continue;
-            }
-            assert_eq!(response.status(), StatusCode::OK, "{url}");
-            let page = response.text().await.unwrap();
-            let next = if page.contains("name=\"prompt\" value=\"login\"") {
-                browser.post(url.clone()).form(&[("prompt", "login"), ("login", "alice"), ("password", "pw")])
-            } else if page.contains("name=\"prompt\" value=\"consent\"") && allow {
-                browser.post(url.clone()).form(&[("prompt", "consent")])
-            } else if page.contains("name=\"prompt\" value=\"consent\"") {
-                browser.get(format!("{url}/abort"))
-            } else {
-                panic!("an unexpected page at the provider: {page}");
-            };
-            url = location(&next.send().await.unwrap());
-        }
-        panic!("the provider never sent the browser back");
+        sign_in(browser, authorize, &self.callback(), allow).await
     }
 
     /// Takes the provider's answer back to latchkey: the page's status and body.
@@ -209,18 +221,49 @@ impl Connect {
     }
 }
 
+/// Signs in at the provider as `alice` and allows access (or declines), following the
+/// provider's pages until it sends the browser to `callback`; returns that URL.
+pub(crate) async fn sign_in(browser: &reqwest::Client, authorize: Url, callback: &str, allow: bool) -> Url {
+    let mut url = authorize;
+    for _ in 0..12 {
+        if url.as_str().starts_with(callback) {
+            return url;
+        }
+        let response = browser.get(url.clone()).send().await.unwrap();
+        if response.status().is_redirection() {
+            url = location(&response);
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        let page = response.text().await.unwrap();
+        let next = if page.contains("name=\"prompt\" value=\"login\"") {
+            browser.post(url.clone()).form(&[("prompt", "login"), ("login", "alice"), ("password", "pw")])
+        } else if page.contains("name=\"prompt\" value=\"consent\"") && allow {
+            browser.post(url.clone()).form(&[("prompt", "consent")])
+        } else if page.contains("name=\"prompt\" value=\"consent\"") {
+            browser.get(format!("{url}/abort"))
+        } else {
+            panic!("an unexpected page at the provider: {page}");
+        };
+        url = location(&next.send().await.unwrap());
+    }
+    panic!("the provider never sent the browser back");
+}
+
 /// Adds an environment of `kind` with an OAuth app at `issuer` to a service; returns its id.
-async fn oauth_environment(
-    server: &TestServer,
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn oauth_environment(
+    api: &Api,
+    master: &str,
     service: &str,
     kind: &str,
     issuer: &str,
     client_id: &str,
     client_secret: &str,
 ) -> String {
-    let data = server
+    let data = api
         .ok(
-            &server.master,
+            master,
             &format!(
                 "mutation($s: ID!, $app: OauthAppInput!) {{ createServiceEnvironment(input: {{serviceId: $s, title: \"Own app\", authenticationType: {kind}, \
                  scopes: [{{scope: \"openid\"}}, {{scope: \"offline_access\"}}, {{scope: \"contacts.read\", description: \"Read your contacts\"}}, {{scope: \"contacts.write\"}}], \
@@ -392,9 +435,16 @@ async fn client_credentials_are_checked_with_the_provider_before_they_are_saved(
     let test = "client_credentials_are_checked_with_the_provider_before_they_are_saved";
     let Some(c) = Connect::new(test).await else { return };
     // The end user brings the client; the environment's app only names the token URL.
-    let environment =
-        oauth_environment(&c.server, &c.service, "oauth2client_credentials", &c.provider.issuer, "unused", "unused")
-            .await;
+    let environment = oauth_environment(
+        &c.server.api(),
+        &c.server.master,
+        &c.service,
+        "oauth2client_credentials",
+        &c.provider.issuer,
+        "unused",
+        "unused",
+    )
+    .await;
     let c = Connect { environment, ..c };
     let page = c.open(&c.browser, &["contacts.read"]).await;
     assert!(page.contains("name=\"credentials.client_id\"") && page.contains("name=\"credentials.client_secret\""));
@@ -504,8 +554,16 @@ async fn a_refresh_at_the_provider_rotates_the_refresh_token_and_tells_refusals_
 async fn offline() -> (TestServer, String, String, String) {
     let server = TestServer::start_public(Storage::new().await, |_| {}).await;
     let service = server.create_custom_service(&server.master, "acme-crm").await;
-    let environment =
-        oauth_environment(&server, &service, "oauth2", "http://127.0.0.1:9", CLIENT_ID, CLIENT_SECRET).await;
+    let environment = oauth_environment(
+        &server.api(),
+        &server.master,
+        &service,
+        "oauth2",
+        "http://127.0.0.1:9",
+        CLIENT_ID,
+        CLIENT_SECRET,
+    )
+    .await;
     let user = server.create_user(&server.master, "oauth-user").await;
     (server, service, environment, user)
 }
