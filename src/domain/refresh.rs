@@ -320,7 +320,7 @@ impl Refresher {
                 }
             }
             Ok(None) => {
-                self.release(&row, claim).await?;
+                self.unrenewable(&row, claim).await?;
                 return Ok(Outcome::NotRefreshable);
             }
             Err(Attempt::Provider(err)) => match err {
@@ -497,6 +497,18 @@ impl Refresher {
         }
         txn.commit().await?;
         Ok((Outcome::Refused(error.to_owned()), written.rows_affected == 1))
+    }
+
+    /// The row can no longer be renewed (its OAuth app or refresh token is gone): it is
+    /// no longer due, and its access token's expiry is now a hard one.
+    async fn unrenewable(&self, row: &authentication::Model, claim: Uuid) -> Result<()> {
+        under_claim(row, claim)
+            .col_expr(Column::Renewal, Expr::value(Option::<String>::None))
+            .col_expr(Column::RefreshDueAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(Column::HardExpiresAt, Expr::value(row.expires_at))
+            .exec(&self.inner.db)
+            .await?;
+        Ok(())
     }
 
     /// Gives a claim back unused.
