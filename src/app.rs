@@ -18,8 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{Authenticator, UserTokens},
-    config::{Config, ConnectionLimits},
+    auth::{Authenticator, Revocations, UserTokens},
+    config::{Config, ConnectionLimits, DatabaseKind},
     crypto::{self, KeyringHandle},
     db,
     domain::{
@@ -33,6 +33,10 @@ use crate::{
     keys,
     rate_limit::RateLimiter,
     server,
+    workers::{
+        Workers,
+        webhooks::{WebhookSettings, WebhookWorker},
+    },
 };
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -47,6 +51,8 @@ pub struct App {
     /// Set on the very first start: the default organization and its master token.
     pub bootstrap: Option<Bootstrap>,
     connections: ConnectionLimits,
+    tls: Option<crate::tls::Tls>,
+    webhooks: WebhookSettings,
 }
 
 impl App {
@@ -84,31 +90,56 @@ impl App {
         let followed_file = config.encryption_key.is_none().then(|| keys::files::key_file(config));
         let keyring = Arc::new(KeyringHandle::new(keyring, followed_file));
         let state = state(db, user_tokens, keyring.clone(), fingerprinter, &limits, config);
-        Ok(Self { state, keyring, bootstrap, connections: config.connections })
+        Ok(Self {
+            state,
+            keyring,
+            bootstrap,
+            connections: config.connections,
+            tls: config.tls.clone(),
+            webhooks: config.webhooks.clone(),
+        })
     }
 
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish for up to
-    /// [`SHUTDOWN_GRACE`]. The background refresh job runs meanwhile; on shutdown it
-    /// finishes the pass under way (within the same grace) and stops.
+    /// Serves (HTTPS when the configuration has a certificate), with the background
+    /// workers beside, until `shutdown` resolves; then lets in-flight requests and the
+    /// workers' work in hand finish for up to [`SHUTDOWN_GRACE`].
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let job = self.state.refresher.spawn(stopped);
-        let served = server::serve(listener, router, self.connections, SHUTDOWN_GRACE, shutdown).await;
-        let _ = stop.send(true);
-        if let Some(job) = job
-            && tokio::time::timeout(SHUTDOWN_GRACE, job).await.is_err()
-        {
-            tracing::warn!("the background refresh job did not stop within the grace period");
+        let (mut workers, stop) = Workers::new();
+        workers.spawn(
+            WebhookWorker {
+                db: self.state.unscoped_db.clone(),
+                keyring: self.keyring.clone(),
+                outbound: self.state.outbound.clone(),
+                settings: self.webhooks,
+            }
+            .run(stop.clone()),
+        );
+        if let Some(interval) = self.state.refresher.interval() {
+            workers.spawn(crate::workers::refresh::run(self.state.refresher.clone(), interval, stop));
         }
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let stop_workers = async move {
+            let _ = stopped.await;
+            workers.stop(SHUTDOWN_GRACE).await;
+        };
+        let tls = self.tls.as_ref().map(crate::tls::Tls::acceptor);
+        let (served, ()) = tokio::join!(
+            server::serve(listener, router, self.connections, tls, SHUTDOWN_GRACE, shutdown),
+            stop_workers
+        );
         served
     }
 
@@ -125,11 +156,15 @@ fn state(
     limits: &Limits,
     config: &Config,
 ) -> AppState {
-    let authenticator = Authenticator::new(db.clone(), user_tokens.clone());
+    let revocations = Revocations::new();
+    let listen_url = (config.database_kind == DatabaseKind::Postgres).then(|| config.database_url.clone());
+    revocations.watch(db.clone(), listen_url);
+    let authenticator = Authenticator::new(db.clone(), user_tokens.clone(), revocations.clone());
     let outbound = crate::outbound::Outbound::new(config.outbound);
     let refresher = Refresher::new(db.clone(), keyring.clone(), outbound.clone(), config.refresh);
-    let schema =
-        graphql::build_schema(Services::new(db.clone(), user_tokens, keyring.clone(), refresher.clone()), limits);
+    let services =
+        Services::new(db.clone(), user_tokens, keyring.clone(), revocations, outbound.clone(), refresher.clone());
+    let schema = graphql::build_schema(services, limits);
     AppState {
         schema,
         authenticator,

@@ -27,7 +27,10 @@ pub struct RawConfig {
     pub refresh_idle_days: Option<String>,
     pub refresh_backoff: Option<String>,
     pub refresh_lease: Option<String>,
-    pub expiring_notice_days: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub webhook_retry_schedule: Option<String>,
+    pub webhook_expiring_days: Option<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -49,10 +52,11 @@ pub const DEFAULT_REFRESH_BACKOFF_SECS: u64 = 30;
 pub const DEFAULT_REFRESH_LEASE_SECS: u64 = 60;
 /// A lease must outlast the longest call to a token URL, with room to store the answer.
 pub const MIN_REFRESH_LEASE_SECS: u64 = 20;
-pub const DEFAULT_EXPIRING_NOTICE_DAYS: u64 = 7;
 /// Bounds that keep the durations representable and sensible.
 const MAX_REFRESH_SECS: u64 = 7 * 24 * 3600;
 const MAX_DAYS: u64 = 3650;
+pub const DEFAULT_WEBHOOK_EXPIRING_DAYS: u64 = 7;
+const MAX_WEBHOOK_EXPIRING_DAYS: u64 = 365;
 
 /// Validated configuration. Secret values stay wrapped; `Debug` never shows them.
 pub struct Config {
@@ -73,6 +77,11 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Which addresses calls to token URLs and webhook endpoints may reach.
     pub outbound: crate::outbound::AddressPolicy,
+    /// `Some` when latchkey serves HTTPS itself.
+    pub tls: Option<crate::tls::Tls>,
+    /// Retries of webhook deliveries, and how early expiries are warned of.
+    pub webhooks: crate::workers::webhooks::WebhookSettings,
+    /// When and how authentications are kept alive.
     pub refresh: RefreshConfig,
 }
 
@@ -90,8 +99,6 @@ pub struct RefreshConfig {
     pub backoff: Duration,
     /// How long one process's claim on a refresh lasts.
     pub lease: Duration,
-    /// How long before a hard expiry `authentication.expiring` is sent; `None`: never.
-    pub expiring_notice: Option<Duration>,
 }
 
 impl Default for RefreshConfig {
@@ -103,7 +110,6 @@ impl Default for RefreshConfig {
             idle_after: days(DEFAULT_REFRESH_IDLE_DAYS),
             backoff: Duration::from_secs(DEFAULT_REFRESH_BACKOFF_SECS),
             lease: Duration::from_secs(DEFAULT_REFRESH_LEASE_SECS),
-            expiring_notice: Some(days(DEFAULT_EXPIRING_NOTICE_DAYS)),
         }
     }
 }
@@ -146,6 +152,8 @@ impl fmt::Debug for Config {
             .field("connections", &self.connections)
             .field("outbound", &self.outbound)
             .field("refresh", &self.refresh)
+            .field("tls", &self.tls)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +214,7 @@ impl Config {
             }
         };
 
+        let tls = crate::tls::Tls::from_files(raw.tls_cert.as_deref(), raw.tls_key.as_deref())?;
         let public_url = match raw.public_url {
             Some(url) => {
                 let url = url.trim().trim_end_matches('/').to_owned();
@@ -214,6 +223,7 @@ impl Config {
                 }
                 url
             }
+            None if tls.is_some() => format!("https://{bind}"),
             None => format!("http://{bind}"),
         };
 
@@ -246,6 +256,24 @@ impl Config {
         }
         let connections = ConnectionLimits { max_connections, header_timeout: Duration::from_secs(header_timeout) };
 
+        let schedule = match raw.webhook_retry_schedule {
+            None => crate::domain::webhooks::RetrySchedule::default(),
+            Some(text) => crate::domain::webhooks::RetrySchedule::parse(&text)
+                .map_err(|reason| invalid("LATCHKEY_WEBHOOK_RETRY_SCHEDULE", reason))?,
+        };
+        let expiring_days =
+            number(raw.webhook_expiring_days, "LATCHKEY_WEBHOOK_EXPIRING_DAYS", DEFAULT_WEBHOOK_EXPIRING_DAYS)?;
+        if !(1..=MAX_WEBHOOK_EXPIRING_DAYS).contains(&expiring_days) {
+            return Err(invalid(
+                "LATCHKEY_WEBHOOK_EXPIRING_DAYS",
+                format!("must be from 1 to {MAX_WEBHOOK_EXPIRING_DAYS} days"),
+            ));
+        }
+        let webhooks = crate::workers::webhooks::WebhookSettings {
+            schedule,
+            expiring_within: Duration::from_secs(expiring_days * 24 * 3600),
+        };
+
         Ok(Config {
             bind,
             data_dir,
@@ -261,6 +289,8 @@ impl Config {
             connections,
             outbound,
             refresh,
+            tls,
+            webhooks,
         })
     }
 }
@@ -289,12 +319,6 @@ fn refresh_config(raw: &RawConfig) -> Result<RefreshConfig, ConfigError> {
         DEFAULT_REFRESH_INTERVAL_SECS,
         0..=MAX_REFRESH_SECS,
     )?;
-    let notice = bounded(
-        &raw.expiring_notice_days,
-        "LATCHKEY_EXPIRING_NOTICE_DAYS",
-        DEFAULT_EXPIRING_NOTICE_DAYS,
-        0..=MAX_DAYS,
-    )?;
     Ok(RefreshConfig {
         interval: (interval > 0).then(|| secs(interval)),
         before: secs(bounded(
@@ -321,7 +345,6 @@ fn refresh_config(raw: &RawConfig) -> Result<RefreshConfig, ConfigError> {
             DEFAULT_REFRESH_LEASE_SECS,
             MIN_REFRESH_LEASE_SECS..=MAX_REFRESH_SECS,
         )?),
-        expiring_notice: (notice > 0).then(|| days(notice)),
     })
 }
 
@@ -359,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_the_default_public_url_is_https_and_a_given_one_still_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, pair.cert.pem()).unwrap();
+        std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+        let tls = || RawConfig {
+            tls_cert: Some(cert.display().to_string()),
+            tls_key: Some(key.display().to_string()),
+            ..Default::default()
+        };
+        let config = Config::from_raw(tls()).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.public_url, "https://127.0.0.1:8080");
+        let behind_proxy = RawConfig { public_url: Some("https://keys.example.com".into()), ..tls() };
+        assert_eq!(Config::from_raw(behind_proxy).unwrap().public_url, "https://keys.example.com");
+        let half = RawConfig { tls_key: None, ..tls() };
+        assert_eq!(Config::from_raw(half).unwrap_err().variable, "LATCHKEY_TLS_KEY");
+    }
+
+    #[test]
     fn a_rate_limit_of_zero_turns_rate_limiting_off() {
         let raw = RawConfig { rate_limit_per_second: Some("0".into()), ..Default::default() };
         assert_eq!(Config::from_raw(raw).unwrap().rate_limit, None);
@@ -387,6 +431,14 @@ mod tests {
             (RawConfig { refresh_lease: Some("5".into()), ..Default::default() }, "LATCHKEY_REFRESH_LEASE"),
             (RawConfig { refresh_idle_days: Some("0".into()), ..Default::default() }, "LATCHKEY_REFRESH_IDLE_DAYS"),
             (RawConfig { refresh_backoff: Some("0".into()), ..Default::default() }, "LATCHKEY_REFRESH_BACKOFF"),
+            (
+                RawConfig { webhook_retry_schedule: Some("soon".into()), ..Default::default() },
+                "LATCHKEY_WEBHOOK_RETRY_SCHEDULE",
+            ),
+            (
+                RawConfig { webhook_expiring_days: Some("0".into()), ..Default::default() },
+                "LATCHKEY_WEBHOOK_EXPIRING_DAYS",
+            ),
         ];
         for (raw, variable) in cases {
             let err = Config::from_raw(raw).unwrap_err();

@@ -81,6 +81,16 @@ typed_id!(
     AuthenticationId,
     "authentication"
 );
+typed_id!(
+    /// A webhook endpoint of an organization.
+    WebhookEndpointId,
+    "webhook endpoint"
+);
+typed_id!(
+    /// One event on its way to one webhook endpoint.
+    WebhookDeliveryId,
+    "webhook delivery"
+);
 
 #[cfg(test)]
 mod tests {

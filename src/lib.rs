@@ -3,7 +3,8 @@
 //!
 //! Layers, outermost first: [`http`] (router, limits, GraphiQL, health) hosts
 //! [`graphql`] and the hosted [`pages`]; all resolve the caller with [`auth`] and call the use cases in
-//! [`domain`], which speak SeaORM to the tables in the `entity` crate.
+//! [`domain`], which speak SeaORM to the tables in the `entity` crate. Beside serving,
+//! [`workers`] run background work (webhook deliveries) on every replica.
 
 pub mod app;
 pub mod auth;
@@ -23,6 +24,8 @@ pub mod pages;
 pub mod rate_limit;
 pub mod rest;
 pub mod server;
+pub mod tls;
+pub mod workers;
 
 pub use app::App;
 pub use config::Config;

@@ -37,7 +37,7 @@ struct Options {
     /// sqlite: or postgres:// URL [default: SQLite file in the data dir]
     #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
-    /// Public base URL of this service [default: http://<bind>]
+    /// Public base URL of this service [default: http://<bind>, https://<bind> with TLS]
     #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
     public_url: Option<String>,
     /// Encryption keys, base64, comma-separated, active key first [default: generated in the data dir]
@@ -90,9 +90,20 @@ struct Options {
     /// Seconds one process's claim on a refresh lasts; at least 20 [default: 60]
     #[arg(long, env = "LATCHKEY_REFRESH_LEASE", global = true)]
     refresh_lease: Option<String>,
-    /// Days before a hard expiry that `authentication.expiring` is sent; 0: never [default: 7]
-    #[arg(long, env = "LATCHKEY_EXPIRING_NOTICE_DAYS", global = true)]
-    expiring_notice_days: Option<String>,
+    /// PEM file with the certificate chain (server certificate first); with
+    /// LATCHKEY_TLS_KEY, latchkey serves HTTPS itself [default: plain HTTP]
+    #[arg(long, env = "LATCHKEY_TLS_CERT", global = true)]
+    tls_cert: Option<String>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "LATCHKEY_TLS_KEY", global = true)]
+    tls_key: Option<String>,
+    /// Waits between webhook delivery attempts, comma-separated with units (ms, s, m, h);
+    /// a delivery is given up after the last [default: 10s,1m,10m,30m,1h,2h,4h,8h,8h]
+    #[arg(long, env = "LATCHKEY_WEBHOOK_RETRY_SCHEDULE", global = true)]
+    webhook_retry_schedule: Option<String>,
+    /// Days before an authentication's hard expiry that `authentication.expiring` is sent [default: 7]
+    #[arg(long, env = "LATCHKEY_WEBHOOK_EXPIRING_DAYS", global = true)]
+    webhook_expiring_days: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -218,7 +229,10 @@ impl Options {
             refresh_idle_days: self.refresh_idle_days,
             refresh_backoff: self.refresh_backoff,
             refresh_lease: self.refresh_lease,
-            expiring_notice_days: self.expiring_notice_days,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            webhook_retry_schedule: self.webhook_retry_schedule,
+            webhook_expiring_days: self.webhook_expiring_days,
         })
     }
 }
@@ -379,8 +393,10 @@ async fn master_token(command: MasterTokenCommand, db: &DatabaseConnection) -> a
             }
         }
         MasterTokenCommand::Revoke { id } => {
-            let token = master_tokens::revoke(db, MasterTokenId::parse(&id)?).await?;
-            audit::record(db, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
+            let txn = latchkey::db::write(db).await?;
+            let token = master_tokens::revoke(&txn, MasterTokenId::parse(&id)?).await?;
+            audit::record(&txn, token.org_id, audit::Actor::System, "master_token.revoked", Some(token.id.0)).await?;
+            txn.commit().await?;
             eprintln!("latchkey: master token {} revoked", token.id);
         }
     }

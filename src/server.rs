@@ -5,6 +5,10 @@
 //! HTTP/1.1 only, as before: protocol sniffing for HTTP/2 would wait for a client's first
 //! bytes with no deadline, and a silent socket would hold its slot for ever.
 //!
+//! With TLS, each connection's handshake runs on the connection's own task, holding its
+//! slot, and must finish within the header timeout. A plain-HTTP request sent to the TLS
+//! port gets a plain `400` saying so, then the connection closes.
+//!
 //! Requests run on a runtime of their own. Connections and the health checks stay on the
 //! caller's runtime, so CPU-bound requests that hold every worker cannot starve them: a
 //! liveness probe keeps answering, and an orchestrator does not kill a busy process.
@@ -33,11 +37,13 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{
-    net::TcpListener,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
     runtime::{Handle, Runtime},
     sync::Semaphore,
     task::{JoinError, JoinHandle},
 };
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::{config::ConnectionLimits, rate_limit::ClientAddr};
@@ -48,12 +54,16 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Answered on the connections' runtime, never queued behind request work.
 const HEALTH_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
-/// Serves `router` until `shutdown` resolves, then waits up to `grace` for in-flight
-/// requests; connections still open after it are dropped.
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Serves `router` (over TLS when `tls` is given) until `shutdown` resolves, then waits up
+/// to `grace` for in-flight requests; connections still open after it are dropped.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -85,11 +95,21 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = route(router.clone(), work.handle(), ClientAddr(remote.ip()));
-        let connection =
-            connections.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let service = TowerToHyperService::new(route(router.clone(), work.handle(), ClientAddr(remote.ip())));
+        // Watched from now on: a shutdown waits for a handshake under way, and a connection
+        // whose handshake ends after the signal is told to close at once.
+        let watcher = connections.watcher();
+        let (http, tls) = (http.clone(), tls.clone());
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let served = match tls {
+                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => match handshake(&acceptor, stream, handshake_timeout).await {
+                    Some(stream) => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(err) = served {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
             drop(slot);
@@ -101,6 +121,61 @@ pub async fn serve(
         tracing::warn!("grace period over; dropping the remaining connections");
     }
     Ok(())
+}
+
+/// The TLS handshake of one connection, bounded by `timeout`; `None` when it fails, times
+/// out, or the client spoke plain HTTP (answered with a `400`).
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let attempt = async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 0 {
+            return Ok(None);
+        }
+        if first[0] != TLS_HANDSHAKE_RECORD {
+            if first[0].is_ascii_uppercase() {
+                refuse_plain_http(stream).await;
+            }
+            return Ok(None);
+        }
+        acceptor.accept(stream).await.map(Some)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// What a plain-HTTP client gets from the TLS port: a request starts with a method's
+/// capital letters, a TLS connection with [`TLS_HANDSHAKE_RECORD`]. The request's head is
+/// read first (a few KiB at most), so closing does not reset the connection before the
+/// client reads the answer.
+async fn refuse_plain_http(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
+    const BODY: &str = "This port serves HTTPS only: use an https:// URL.\n";
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while head.len() < 8 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The service of one connection: health checks in place, everything else on `work`.
@@ -206,7 +281,7 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = ConnectionLimits { max_connections: 64, header_timeout: Duration::from_secs(30) };
-        tokio::spawn(serve(listener, router, limits, Duration::from_secs(1), async move {
+        tokio::spawn(serve(listener, router, limits, None, Duration::from_secs(1), async move {
             let _ = stopped.await;
         }));
 

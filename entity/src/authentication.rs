@@ -21,13 +21,16 @@ pub struct Model {
     pub user_data: Vec<u8>,
     /// The key that sealed both envelopes, for rotation.
     pub key_id: String,
+    /// When the authentication stops working whatever refreshes happen (a refresh token's
+    /// own lifetime, a long-lived token's end); `None` when unknown or never.
+    pub hard_expires_at: Option<DateTimeUtc>,
+    /// The hard expiry an `authentication.expiring` event was last written for.
+    pub expiry_reported_for: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     /// When the access token expires; `None` when unknown.
     pub expires_at: Option<DateTimeUtc>,
     pub refresh_expires_at: Option<DateTimeUtc>,
-    /// The expiry no refresh can move.
-    pub hard_expires_at: Option<DateTimeUtc>,
     /// `refresh_token`, `client_credentials`, or `None`: how the access token is renewed.
     pub renewal: Option<String>,
     /// `ACTIVE`, `REFRESH_FAILED` or `REVOKED`.
@@ -39,7 +42,6 @@ pub struct Model {
     pub refresh_attempts: i32,
     pub refresh_error: Option<String>,
     pub last_used_at: Option<DateTimeUtc>,
-    pub expiring_notified_for: Option<DateTimeUtc>,
 }
 
 /// Sealed bytes are never printed, even as ciphertext.

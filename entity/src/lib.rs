@@ -19,3 +19,7 @@ pub mod service_environment;
 pub mod solution;
 pub mod solution_instance;
 pub mod solution_version;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_event;

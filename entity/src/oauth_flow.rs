@@ -16,6 +16,9 @@ pub struct Model {
     /// The page target of the session, in its canonical text form.
     #[sea_orm(column_type = "Text")]
     pub target: String,
+    /// What the page that started it needs to finish it, as that page wrote it.
+    #[sea_orm(column_type = "Text")]
+    pub page: String,
     pub environment_id: Uuid,
     /// The scopes requested, as a JSON array.
     #[sea_orm(column_type = "Text")]

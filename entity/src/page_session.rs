@@ -14,6 +14,9 @@ pub struct Model {
     /// The page it may show, in canonical text form.
     #[sea_orm(column_type = "Text")]
     pub target: String,
+    /// A multi-step page's values so far and what its forms saved (JSON), if any.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub draft: Option<String>,
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
 }

@@ -9,7 +9,9 @@ mod m20261121_000003_solutions;
 mod m20261121_000004_idempotency;
 mod m20261121_000005_organization_settings;
 mod m20261121_000006_page_sessions;
-mod m20261122_000001_oauth_flows;
+mod m20261121_000007_page_session_drafts;
+mod m20261122_000001_webhooks;
+mod m20261122_000002_oauth_flows;
 mod m20261123_000001_authentication_refresh;
 
 pub struct Migrator;
@@ -24,7 +26,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_idempotency::Migration),
             Box::new(m20261121_000005_organization_settings::Migration),
             Box::new(m20261121_000006_page_sessions::Migration),
-            Box::new(m20261122_000001_oauth_flows::Migration),
+            Box::new(m20261121_000007_page_session_drafts::Migration),
+            Box::new(m20261122_000001_webhooks::Migration),
+            Box::new(m20261122_000002_oauth_flows::Migration),
             Box::new(m20261123_000001_authentication_refresh::Migration),
         ]
     }

@@ -1,8 +1,8 @@
 //! Keeping authentications alive: when each access token expires, whether latchkey can
 //! renew it (a refresh token, or the client-credentials grant), the status a metadata read
 //! shows, and the bookkeeping of refreshes shared by every replica: a lease that one
-//! process claims at a time, the attempts and the time of the next one, and which hard
-//! expiry the partner was already told about.
+//! process claims at a time, and the attempts and the time of the next one. The hard
+//! expiry (no refresh can move it) is the webhooks migration's `hard_expires_at`.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -16,8 +16,7 @@ enum Authentications {
     ExpiresAt,
     /// When the refresh token expires, where the provider says.
     RefreshExpiresAt,
-    /// The expiry no refresh can move (the access token's without a way to renew it, the
-    /// refresh token's with one); NULL when there is none or it is unknown.
+    /// Added by the webhooks migration; indexed here for the expiry scan.
     HardExpiresAt,
     /// How latchkey renews the access token: `refresh_token`, `client_credentials`, or
     /// NULL (it cannot).
@@ -35,15 +34,12 @@ enum Authentications {
     /// The class of the last refresh failure (`unavailable`, `invalid_grant`, ...).
     RefreshError,
     LastUsedAt,
-    /// The hard expiry `authentication.expiring` was sent for.
-    ExpiringNotifiedFor,
 }
 
 fn columns() -> Vec<ColumnDef> {
     vec![
         timestamp_with_time_zone_null(Authentications::ExpiresAt),
         timestamp_with_time_zone_null(Authentications::RefreshExpiresAt),
-        timestamp_with_time_zone_null(Authentications::HardExpiresAt),
         string_null(Authentications::Renewal),
         string(Authentications::Status).default("ACTIVE").to_owned(),
         big_integer(Authentications::CredentialsVersion).default(0).to_owned(),
@@ -53,7 +49,6 @@ fn columns() -> Vec<ColumnDef> {
         integer(Authentications::RefreshAttempts).default(0).to_owned(),
         string_null(Authentications::RefreshError),
         timestamp_with_time_zone_null(Authentications::LastUsedAt),
-        timestamp_with_time_zone_null(Authentications::ExpiringNotifiedFor),
     ]
 }
 
@@ -66,7 +61,8 @@ impl MigrationTrait for Migration {
                 .alter_table(Table::alter().table(Authentications::Table).add_column(&mut column).to_owned())
                 .await?;
         }
-        // The background job's two scans: refreshes due, and hard expiries ahead.
+        // The two scans: refreshes due (the refresh job), hard expiries ahead (the
+        // webhook worker's `authentication.expiring`).
         for (name, column) in [
             ("idx_authentications_refresh_due", Authentications::RefreshDueAt),
             ("idx_authentications_hard_expiry", Authentications::HardExpiresAt),

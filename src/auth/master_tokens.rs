@@ -48,7 +48,7 @@ pub async fn create(
         id: Set(MasterTokenId::generate().0),
         org_id: Set(org_id.0),
         label: Set(label.to_owned()),
-        token_hash: Set(crypto::sha256_hex(token.as_bytes())),
+        token_hash: Set(token_hash(&token)),
         created_at: Set(Utc::now()),
         revoked_at: Set(None),
     };
@@ -65,7 +65,8 @@ pub async fn list(conn: &impl ConnectionTrait, org_id: OrgId) -> Result<Vec<Mast
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// Revokes one token. Takes effect on the next request of any replica.
+/// Revokes one token. Takes effect on the next request of any replica: the revocation
+/// epoch advances in the same transaction (see [`super::revocations`]).
 pub async fn revoke(conn: &impl ConnectionTrait, id: MasterTokenId) -> Result<MasterTokenInfo> {
     let row = master_token::Entity::find_by_id(id.0).one(conn).await?.ok_or(Error::NotFound("master token"))?;
     if row.revoked_at.is_some() {
@@ -74,18 +75,24 @@ pub async fn revoke(conn: &impl ConnectionTrait, id: MasterTokenId) -> Result<Ma
     let mut active: master_token::ActiveModel = row.into();
     active.revoked_at = Set(Some(Utc::now()));
     let row = master_token::Entity::update(active).exec(conn).await?;
+    super::revocations::record(conn).await?;
     Ok(row.into())
 }
 
-/// Finds the live token with this secret, if any.
-pub(super) async fn verify(conn: &impl ConnectionTrait, token: &str) -> Result<Option<MasterScope>> {
-    let hash = crypto::sha256_hex(token.as_bytes());
+/// Finds the live token with this secret, if any; `hash` is [`token_hash`] of it.
+pub(super) async fn verify(conn: &impl ConnectionTrait, token: &str, hash: &str) -> Result<Option<MasterScope>> {
+    debug_assert_eq!(hash, token_hash(token));
     let row = master_token::Entity::find()
-        .filter(master_token::Column::TokenHash.eq(hash.as_str()))
+        .filter(master_token::Column::TokenHash.eq(hash))
         .filter(master_token::Column::RevokedAt.is_null())
         .one(conn)
         .await?;
     Ok(row
         .filter(|row| crypto::constant_time_eq(row.token_hash.as_bytes(), hash.as_bytes()))
         .map(|row| MasterScope { org_id: OrgId(row.org_id), token_id: MasterTokenId(row.id) }))
+}
+
+/// What is stored of a master token, and what its cache entry is keyed by.
+pub(super) fn token_hash(token: &str) -> String {
+    crypto::sha256_hex(token.as_bytes())
 }

@@ -6,6 +6,7 @@
 pub mod authorization_codes;
 pub mod master_tokens;
 pub mod page_sessions;
+pub mod revocations;
 pub mod user_tokens;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
@@ -14,6 +15,7 @@ use crate::{
     error::{Error, Result},
     ids::{MasterTokenId, OrgId, UserId},
 };
+pub use revocations::Revocations;
 pub use user_tokens::UserTokens;
 
 /// The caller of one request.
@@ -159,16 +161,19 @@ impl Principal {
     }
 }
 
-/// Resolves bearer tokens to principals.
+/// Resolves bearer tokens to principals. What it reads from the database about a token
+/// is kept under the revocation epoch ([`revocations`]), so a token seen before costs no
+/// database round trip until something is revoked.
 #[derive(Clone)]
 pub struct Authenticator {
     db: DatabaseConnection,
     user_tokens: UserTokens,
+    revocations: Revocations,
 }
 
 impl Authenticator {
-    pub fn new(db: DatabaseConnection, user_tokens: UserTokens) -> Self {
-        Self { db, user_tokens }
+    pub fn new(db: DatabaseConnection, user_tokens: UserTokens, revocations: Revocations) -> Self {
+        Self { db, user_tokens, revocations }
     }
 
     /// Resolves the value of an `Authorization` header: no header is the anonymous
@@ -183,7 +188,7 @@ impl Authenticator {
             return Err(Error::Unauthenticated);
         };
         if token.starts_with(master_tokens::PREFIX) {
-            return match master_tokens::verify(&self.db, token).await? {
+            return match self.master(token).await? {
                 Some(scope) => Ok(Principal::Master(scope)),
                 None => {
                     tracing::debug!("master token refused");
@@ -197,19 +202,45 @@ impl Authenticator {
         })?;
         // A user token is only as good as its user: removal or revocation bumps or
         // deletes the row, which invalidates every token minted before at once.
-        let current_version: Option<i64> = entity::external_user::Entity::find()
-            .select_only()
-            .column(entity::external_user::Column::TokenVersion)
-            .filter(entity::external_user::Column::Id.eq(claims.user_id.0))
-            .filter(entity::external_user::Column::OrgId.eq(claims.org_id.0))
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        if current_version != Some(claims.version) {
+        if self.user_version(claims.org_id, claims.user_id).await? != Some(claims.version) {
             tracing::debug!("user token refused: user removed or tokens revoked");
             return Err(Error::Unauthenticated);
         }
         Ok(Principal::User(UserScope { org_id: claims.org_id, user_id: claims.user_id }))
+    }
+
+    async fn master(&self, token: &str) -> Result<Option<MasterScope>> {
+        let hash = master_tokens::token_hash(token);
+        if let Some(scope) = self.revocations.master(&hash) {
+            return Ok(Some(scope));
+        }
+        let ticket = self.revocations.ticket();
+        let scope = master_tokens::verify(&self.db, token, &hash).await?;
+        if let Some(scope) = &scope {
+            self.revocations.remember_master(ticket, hash, scope.clone());
+        }
+        Ok(scope)
+    }
+
+    /// The user's current token version; `None` once the user is gone. A user id is
+    /// unique across organizations, and the organization is checked on every read.
+    async fn user_version(&self, org_id: OrgId, user_id: UserId) -> Result<Option<i64>> {
+        if let Some(version) = self.revocations.user_version(org_id, user_id) {
+            return Ok(Some(version));
+        }
+        let ticket = self.revocations.ticket();
+        let version: Option<i64> = entity::external_user::Entity::find()
+            .select_only()
+            .column(entity::external_user::Column::TokenVersion)
+            .filter(entity::external_user::Column::Id.eq(user_id.0))
+            .filter(entity::external_user::Column::OrgId.eq(org_id.0))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        if let Some(version) = version {
+            self.revocations.remember_user_version(ticket, org_id, user_id, version);
+        }
+        Ok(version)
     }
 }
 

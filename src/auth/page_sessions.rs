@@ -59,6 +59,7 @@ pub async fn create(conn: &impl ConnectionTrait, scope: &UserScope, target: &str
         org_id: Set(scope.org_id.0),
         user_id: Set(scope.user_id.0),
         target: Set(target.to_owned()),
+        draft: Set(None),
         expires_at: Set(now + LIFETIME),
         created_at: Set(now),
     })
@@ -77,23 +78,20 @@ pub async fn end_all(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId
     Ok(())
 }
 
-/// The end user of a live session of `org_id` opened for exactly `target`, or `None`.
+/// A live page session: its row and its end user.
+#[derive(Clone, Debug)]
+pub struct PageSession {
+    pub id: uuid::Uuid,
+    pub scope: UserScope,
+}
+
+/// The live session of `org_id` opened for exactly `target` whose cookie holds `token`.
 pub async fn resolve(
     conn: &impl ConnectionTrait,
     org_id: OrgId,
     token: &str,
     target: &str,
-) -> Result<Option<UserScope>> {
-    Ok(resolve_session(conn, org_id, token, target).await?.map(|(_, scope)| scope))
-}
-
-/// As [`resolve`], with the session's id, for what is bound to one session (an OAuth flow).
-pub async fn resolve_session(
-    conn: &impl ConnectionTrait,
-    org_id: OrgId,
-    token: &str,
-    target: &str,
-) -> Result<Option<(uuid::Uuid, UserScope)>> {
+) -> Result<Option<PageSession>> {
     if token.len() > MAX_TOKEN || !token.starts_with(PREFIX) {
         return Ok(None);
     }
@@ -104,7 +102,33 @@ pub async fn resolve_session(
         .filter(page_session::Column::ExpiresAt.gt(Utc::now()))
         .one(conn)
         .await?;
-    Ok(row.map(|row| (row.id, UserScope { org_id: OrgId(row.org_id), user_id: UserId(row.user_id) })))
+    Ok(row.map(|row| PageSession {
+        id: row.id,
+        scope: UserScope { org_id: OrgId(row.org_id), user_id: UserId(row.user_id) },
+    }))
+}
+
+/// A session's draft as stored (JSON text), if any. With `lock`, the row stays locked
+/// until the transaction ends (PostgreSQL), so the session's saves take turns.
+pub async fn draft(conn: &impl ConnectionTrait, session: &PageSession, lock: bool) -> Result<Option<String>> {
+    let mut select = page_session::Entity::find_by_id(session.id)
+        .filter(page_session::Column::OrgId.eq(session.scope.org_id.0))
+        .filter(page_session::Column::UserId.eq(session.scope.user_id.0));
+    if lock {
+        select = select.lock_exclusive();
+    }
+    let row = select.one(conn).await?.ok_or(crate::error::Error::NotFound("page session"))?;
+    Ok(row.draft)
+}
+
+/// Replaces a session's draft.
+pub async fn store_draft(conn: &impl ConnectionTrait, session: &PageSession, draft: String) -> Result<()> {
+    page_session::Entity::update_many()
+        .col_expr(page_session::Column::Draft, sea_orm::sea_query::Expr::value(draft))
+        .filter(page_session::Column::Id.eq(session.id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// The organization of a live session among `tokens`, whatever page it was opened for:

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -22,6 +23,7 @@ use super::{
     pagination::{Page, PageRequest},
     refresh::{self, Outcome, Refresher},
     required_text,
+    webhooks::{self, events::AuthenticationChange},
 };
 use crate::{
     auth::{Caller, UserScope},
@@ -308,15 +310,36 @@ pub async fn create(
             "customFields": new.custom_fields,
         })
     });
+    let id = AuthenticationId::generate();
+    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
+        Begun::Fresh(txn) => txn,
+        Begun::Replay(id) => {
+            return idempotency::replayed(get(db, caller, AuthenticationId(id)).await, "authentication");
+        }
+    };
+    let authentication = insert(&txn, keyring, timing, caller, id, new).await?;
+    txn.commit().await?;
+    Ok(authentication)
+}
+
+/// Checks a new authentication and inserts it as `id` inside `txn`, so a use case can
+/// make it together with other writes (an instance's slot value) or not at all.
+pub(crate) async fn insert(
+    txn: &DatabaseTransaction,
+    keyring: &Keyring,
+    timing: Timing,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    new: NewAuthentication,
+) -> Result<Authentication> {
     let org_id = caller.org_id();
-    let environment = catalog::environment(db, caller, new.environment_id).await?;
+    let environment = catalog::environment(txn, caller, new.environment_id).await?;
     if new.service_id.is_some_and(|id| id != environment.service_id) {
         return Err(Error::bad_input("serviceId is not the service of serviceEnvironmentId"));
     }
     let contents =
         checked_contents(&environment, &new.name, new.credentials, new.user_data, new.scopes, new.custom_fields)?;
     let owner = owner_of(caller);
-    let id = AuthenticationId::generate();
     let now = Utc::now();
     let lifecycle = Lifecycle::of(&environment, &contents.credentials, now);
     let mut row = authentication::ActiveModel {
@@ -332,28 +355,22 @@ pub async fn create(
         credentials: Set(seal(keyring, org_id, owner, id, Field::Credentials, &contents.credentials)),
         user_data: Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data)),
         key_id: Set(keyring.active().id().to_owned()),
+        expiry_reported_for: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         credentials_version: Set(0),
         last_used_at: Set(None),
-        expiring_notified_for: Set(None),
         ..Default::default()
     };
     refresh::reset(&mut row, &lifecycle, now, timing);
-    let txn = match idempotency::begin(db, claim.as_ref(), id.0).await? {
-        Begun::Fresh(txn) => txn,
-        Begun::Replay(id) => {
-            return idempotency::replayed(get(db, caller, AuthenticationId(id)).await, "authentication");
-        }
-    };
     if let Some(owner) = owner {
-        super::users::hold(&txn, org_id, owner).await?;
+        super::users::hold(txn, org_id, owner).await?;
     }
-    catalog::hold_environment(&txn, org_id, &environment).await?;
-    let row = authentication::Entity::insert(row).exec_with_returning(&txn).await?;
-    audit::record(&txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
-    txn.commit().await?;
-    let service = catalog::service(db, caller, environment.service_id).await?;
+    catalog::hold_environment(txn, org_id, &environment).await?;
+    let row = authentication::Entity::insert(row).exec_with_returning(txn).await?;
+    audit::record(txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
+    webhooks::events::authentication(txn, &row, AuthenticationChange::Created).await?;
+    let service = catalog::service(txn, caller, environment.service_id).await?;
     to_authentication(row, service, environment)
 }
 
@@ -396,9 +413,109 @@ pub async fn replace(
 ) -> Result<Authentication> {
     let txn = crate::db::write(db).await?;
     let row = row_for_update(&txn, caller, id).await?;
+    let authentication = rewrite(&txn, keyring, timing, caller, row, replacement).await?;
+    txn.commit().await?;
+    Ok(authentication)
+}
+
+/// An edit from a form: the documents as sent, where a secret field left blank keeps its
+/// stored value.
+pub struct Edit {
+    pub name: String,
+    pub credentials: Value,
+    pub user_data: Value,
+    /// Top-level properties of the credentials that, left out, keep their stored value.
+    pub keep_credentials: Vec<String>,
+    /// The same for the user data.
+    pub keep_user_data: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Edits an authentication inside `txn`: opens the sealed documents, keeps the stored
+/// value of each kept property left out, checks the result as the import does, and seals
+/// it again. The row is locked (`FOR UPDATE` on PostgreSQL) from the read to the commit.
+/// The custom fields stay.
+pub(crate) async fn edit(
+    txn: &DatabaseTransaction,
+    keyring: &KeyringHandle,
+    timing: Timing,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    edit: Edit,
+) -> Result<Authentication> {
+    let row = row_for_update(txn, caller, id).await?;
+    let credentials =
+        keep_stored(edit.credentials, &open_json(keyring, &row, Field::Credentials)?, &edit.keep_credentials);
+    let user_data = keep_stored(edit.user_data, &open_json(keyring, &row, Field::UserData)?, &edit.keep_user_data);
+    let custom_fields = serde_json::from_str(&row.custom_fields).map_err(Error::internal)?;
+    let replacement = Replacement {
+        name: edit.name,
+        credentials,
+        user_data: Some(user_data),
+        scopes: Some(edit.scopes),
+        custom_fields: Some(custom_fields),
+    };
+    rewrite(txn, &keyring.current(), timing, caller, row, replacement).await
+}
+
+/// New tokens from a provider for an authentication (an OAuth reconnect): the
+/// credentials replace the stored ones, the user data's properties replace theirs (the
+/// others stay), and the scopes are set. The id, name, owner and custom fields stay.
+pub struct Reconnect {
+    pub credentials: Value,
+    pub user_data: Value,
+    pub scopes: Vec<String>,
+}
+
+/// Reconnects an authentication inside `txn`: the [`edit`] that keeps its name and every
+/// stored property of its user data the provider does not restate.
+pub(crate) async fn reconnect(
+    txn: &DatabaseTransaction,
+    keyring: &KeyringHandle,
+    timing: Timing,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    reconnect: Reconnect,
+) -> Result<Authentication> {
+    let row = row_for_update(txn, caller, id).await?;
+    let stored = open_json(keyring, &row, Field::UserData)?;
+    let keep_user_data = stored.expose().as_object().map(|kept| kept.keys().cloned().collect()).unwrap_or_default();
+    let edit_keeping = Edit {
+        name: row.name,
+        credentials: reconnect.credentials,
+        user_data: reconnect.user_data,
+        keep_credentials: Vec::new(),
+        keep_user_data,
+        scopes: reconnect.scopes,
+    };
+    edit(txn, keyring, timing, caller, id, edit_keeping).await
+}
+
+/// `document` with the stored value of each of `keep` that it leaves out.
+fn keep_stored(mut document: Value, stored: &Sensitive<Value>, keep: &[String]) -> Value {
+    if let (Some(document), Some(stored)) = (document.as_object_mut(), stored.expose().as_object()) {
+        for property in keep {
+            if let (false, Some(value)) = (document.contains_key(property), stored.get(property)) {
+                document.insert(property.clone(), value.clone());
+            }
+        }
+    }
+    document
+}
+
+/// Checks `replacement` against the row's environment and writes it over the locked `row`.
+async fn rewrite(
+    txn: &DatabaseTransaction,
+    keyring: &Keyring,
+    timing: Timing,
+    caller: Caller<'_>,
+    row: authentication::Model,
+    replacement: Replacement,
+) -> Result<Authentication> {
+    let id = AuthenticationId(row.id);
     let org_id = OrgId(row.org_id);
     let owner = row.owner_user_id.map(UserId);
-    let environment = catalog::environment(&txn, caller, EnvironmentId(row.environment_id)).await?;
+    let environment = catalog::environment(txn, caller, EnvironmentId(row.environment_id)).await?;
     let contents = checked_contents(
         &environment,
         &replacement.name,
@@ -422,11 +539,10 @@ pub async fn replace(
     active.user_data = Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data));
     active.key_id = Set(keyring.active().id().to_owned());
     active.updated_at = Set(now);
-    let row = authentication::Entity::update(active).exec(&txn).await?;
-    audit::record(&txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
-    let authentication = one_with_catalog(&txn, caller, row).await?;
-    txn.commit().await?;
-    Ok(authentication)
+    let row = authentication::Entity::update(active).exec(txn).await?;
+    audit::record(txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
+    webhooks::events::authentication(txn, &row, AuthenticationChange::Replaced).await?;
+    one_with_catalog(txn, caller, row).await
 }
 
 pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: AuthenticationId) -> Result<()> {
@@ -436,9 +552,26 @@ pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: Authenticat
     if !users.is_empty() {
         return Err(Error::Conflict(format!("the authentication is used by solution instances: {}", users.join(", "))));
     }
+    webhooks::events::authentication(&txn, &row, AuthenticationChange::Removed).await?;
     authentication::Entity::delete_by_id(row.id).exec(&txn).await?;
     audit::record(&txn, caller.org_id(), caller.into(), "authentication.removed", Some(id.0)).await?;
     txn.commit().await?;
+    Ok(())
+}
+
+/// Writes `authentication.removed` for each of an end user's authentications, which the
+/// database removes with the user; their rows are locked first, so a change in flight
+/// reports before the removal does.
+pub(crate) async fn removing_user(conn: &impl ConnectionTrait, org_id: OrgId, user_id: UserId) -> Result<()> {
+    let rows = authentication::Entity::find()
+        .filter(authentication::Column::OrgId.eq(org_id.0))
+        .filter(authentication::Column::OwnerUserId.eq(user_id.0))
+        .lock_exclusive()
+        .all(conn)
+        .await?;
+    for row in &rows {
+        webhooks::events::authentication(conn, row, AuthenticationChange::Removed).await?;
+    }
     Ok(())
 }
 
@@ -457,6 +590,32 @@ pub(super) fn open_json(
     let value = serde_json::from_slice(plaintext.expose_secret())
         .map_err(|_| Error::internal(anyhow::anyhow!("authentication {} {} is not JSON", row.id, field.name())))?;
     Ok(Sensitive::new(value))
+}
+
+/// The named top-level properties of an authentication's credentials and user data, for
+/// pre-filling a form with the values it shows. Callers name only what is not secret
+/// (an edit form never shows a secret back); everything else stays sealed.
+pub async fn shown_values(
+    conn: &impl ConnectionTrait,
+    keyring: &KeyringHandle,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+    credentials: &[String],
+    user_data: &[String],
+) -> Result<(Value, Value)> {
+    let row = find_row(conn, caller, id).await?;
+    let pick = |field: Field, names: &[String]| -> Result<Value> {
+        if names.is_empty() {
+            return Ok(Value::Object(serde_json::Map::new()));
+        }
+        let opened = open_json(keyring, &row, field)?;
+        let picked = names
+            .iter()
+            .filter_map(|name| opened.expose().get(name).map(|value| (name.clone(), value.clone())))
+            .collect();
+        Ok(Value::Object(picked))
+    };
+    Ok((pick(Field::Credentials, credentials)?, pick(Field::UserData, user_data)?))
 }
 
 /// The one path by which secrets leave: the owning end user, where the organization has
@@ -501,7 +660,53 @@ pub async fn refresh(
     id: AuthenticationId,
 ) -> Result<(Authentication, Outcome)> {
     let row = find_row(db, caller, id).await?;
-    let outcome = refresher.force(&row, caller.into()).await?;
+    audit::record(db, caller.org_id(), caller.into(), "authentication.refresh_forced", Some(id.0)).await?;
+    let outcome = refresher.force(&row).await?;
     let row = find_row(db, caller, id).await?;
     Ok((one_with_catalog(db, caller, row).await?, outcome))
+}
+
+// ---------------------------------------------------------------------------------------
+// Hooks for whatever keeps authentications alive (refresh, expiry). Each takes the row as
+// the caller read it and runs in the caller's transaction, which must hold the row's lock
+// (`SELECT … FOR UPDATE` on PostgreSQL; any write transaction on SQLite): the audit event
+// and the webhook then commit or roll back with the caller's own change, in order.
+
+/// Records a refresh that renewed the credentials (already written by the caller):
+/// audit `authentication.refreshed` and the webhook `authentication.updated` with
+/// `cause: "refreshed"`.
+pub async fn record_refreshed(conn: &impl ConnectionTrait, row: &authentication::Model) -> Result<()> {
+    audit::record(conn, OrgId(row.org_id), audit::Actor::System, "authentication.refreshed", Some(row.id)).await?;
+    webhooks::events::authentication(conn, row, AuthenticationChange::Refreshed).await
+}
+
+/// Records a definitive refusal to refresh (such as `invalid_grant`): audit
+/// `authentication.refresh_failed` and the webhook of the same name. `reason` is the
+/// provider's error code; it is cut to the characters of one (letters, digits, `_-.`)
+/// and 64 of them, so nothing else of a provider's answer reaches a payload.
+pub async fn record_refresh_failed(
+    conn: &impl ConnectionTrait,
+    row: &authentication::Model,
+    reason: &str,
+) -> Result<()> {
+    audit::record(conn, OrgId(row.org_id), audit::Actor::System, "authentication.refresh_failed", Some(row.id)).await?;
+    let change = AuthenticationChange::RefreshFailed { reason: reason.to_owned() };
+    webhooks::events::authentication(conn, row, change).await
+}
+
+/// Sets when the authentication stops working whatever refreshes happen (`None`: unknown
+/// or never). The expiry scan ([`webhooks::expiry::scan`]) warns with
+/// `authentication.expiring` once per distinct hard expiry, within
+/// `LATCHKEY_WEBHOOK_EXPIRING_DAYS` of it.
+pub async fn set_hard_expiry(
+    conn: &impl ConnectionTrait,
+    row: &authentication::Model,
+    hard_expires_at: Option<chrono::DateTime<Utc>>,
+) -> Result<()> {
+    authentication::Entity::update_many()
+        .col_expr(authentication::Column::HardExpiresAt, sea_orm::sea_query::Expr::value(hard_expires_at))
+        .filter(authentication::Column::Id.eq(row.id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }

@@ -13,16 +13,19 @@ use uuid::Uuid;
 
 use super::{
     audit,
+    authentications::{self, Authentication},
+    catalog::{self, Environment},
     idempotency::{self, Begun, Idempotency},
     json_text::JsonText,
     pagination::{Page, PageRequest},
     required_text,
-    solutions::{self, Definition, Workflow},
+    solutions::{self, AuthSlot, Definition, Workflow},
+    webhooks::events::{self, InstanceChange},
 };
 use crate::{
     auth::{Caller, UserScope},
     error::{Error, Result},
-    ids::{AuthenticationId, InstanceId, OrgId, SolutionId, UserId},
+    ids::{AuthenticationId, EnvironmentId, InstanceId, OrgId, ServiceId, SolutionId, UserId},
 };
 use entity::{authentication, instance_auth_value, instance_config_value, solution_instance};
 
@@ -185,6 +188,18 @@ fn apply_defaults(definition: &Definition, config: &mut BTreeMap<String, JsonTex
     }
 }
 
+/// Which of an instance's values differ between `before` and `after`, by their API names.
+fn changed_values(before: &ValueMaps, after: &ValueMaps) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if before.0 != after.0 {
+        changed.push("authValues");
+    }
+    if before.1 != after.1 {
+        changed.push("configValues");
+    }
+    changed
+}
+
 fn missing_required(
     definition: &Definition,
     auth: &BTreeMap<String, AuthenticationId>,
@@ -261,7 +276,7 @@ pub async fn create(
     merge_values(&txn, scope, &definition, new.values, &mut auth, &mut config).await?;
     apply_defaults(&definition, &mut config);
     let now = Utc::now();
-    solution_instance::Entity::insert(solution_instance::ActiveModel {
+    let row = solution_instance::Entity::insert(solution_instance::ActiveModel {
         id: Set(id.0),
         org_id: Set(scope.org_id().0),
         owner_user_id: Set(scope.user_id().0),
@@ -272,10 +287,11 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .exec_without_returning(&txn)
+    .exec_with_returning(&txn)
     .await?;
     store_values(&txn, id.0, &auth, &config).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.created", Some(id.0)).await?;
+    events::instance(&txn, &row, InstanceChange::Created).await?;
     txn.commit().await?;
     get(db, Caller::User(scope), id).await
 }
@@ -333,15 +349,29 @@ pub async fn update(
     id: InstanceId,
     patch: InstancePatch,
 ) -> Result<Instance> {
-    let name = patch.name.as_deref().map(|name| required_text("instanceName", name, 256)).transpose()?;
     let txn = crate::db::write(db).await?;
-    let row = own_row_for_update(&txn, scope, id).await?;
-    let definition = solutions::versions_unscoped(&txn, &[(row.solution_id, row.solution_version)])
+    update_in(&txn, scope, id, patch).await?;
+    txn.commit().await?;
+    get(db, Caller::User(scope), id).await
+}
+
+/// [`update`] inside a transaction the caller commits, so a use case can compose it with
+/// other writes (a new authentication for a slot) that stand or fall together.
+pub(crate) async fn update_in(
+    txn: &DatabaseTransaction,
+    scope: &UserScope,
+    id: InstanceId,
+    patch: InstancePatch,
+) -> Result<()> {
+    let name = patch.name.as_deref().map(|name| required_text("instanceName", name, 256)).transpose()?;
+    let row = own_row_for_update(txn, scope, id).await?;
+    let definition = solutions::versions_unscoped(txn, &[(row.solution_id, row.solution_version)])
         .await?
         .remove(&(row.solution_id, row.solution_version))
         .ok_or_else(|| Error::internal(anyhow::anyhow!("instance {} lost its solution version", row.id)))?;
-    let (mut auth, mut config) = current_values(&txn, row.id).await?;
-    merge_values(&txn, scope, &definition, patch.values, &mut auth, &mut config).await?;
+    let (mut auth, mut config) = current_values(txn, row.id).await?;
+    let before = (auth.clone(), config.clone());
+    merge_values(txn, scope, &definition, patch.values, &mut auth, &mut config).await?;
     let enabling = patch.enabled == Some(true) && !row.enabled;
     if enabling && patch.error_on_enabling_with_missing_values {
         let missing = missing_required(&definition, &auth, &config);
@@ -352,7 +382,7 @@ pub async fn update(
             )));
         }
     }
-    store_values(&txn, row.id, &auth, &config).await?;
+    store_values(txn, row.id, &auth, &config).await?;
     let was_enabled = row.enabled;
     let mut active: solution_instance::ActiveModel = row.into();
     if let Some(name) = name {
@@ -362,33 +392,51 @@ pub async fn update(
         active.enabled = Set(enabled);
     }
     active.updated_at = Set(Utc::now());
-    solution_instance::Entity::update(active).exec(&txn).await?;
-    audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.updated", Some(id.0)).await?;
+    let row = solution_instance::Entity::update(active).exec(txn).await?;
+    audit::record(txn, scope.org_id(), scope.into(), "solution_instance.updated", Some(id.0)).await?;
+    let changed = changed_values(&before, &(auth, config));
+    if !changed.is_empty() {
+        events::instance(txn, &row, InstanceChange::Updated { changed }).await?;
+    }
     match patch.enabled {
         Some(true) if !was_enabled => {
-            audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.enabled", Some(id.0)).await?
+            audit::record(txn, scope.org_id(), scope.into(), "solution_instance.enabled", Some(id.0)).await?;
+            events::instance(txn, &row, InstanceChange::Enabled).await?;
         }
         Some(false) if was_enabled => {
-            audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.disabled", Some(id.0)).await?
+            audit::record(txn, scope.org_id(), scope.into(), "solution_instance.disabled", Some(id.0)).await?;
+            events::instance(txn, &row, InstanceChange::Disabled).await?;
         }
         _ => {}
     }
-    txn.commit().await?;
-    get(db, Caller::User(scope), id).await
+    Ok(())
 }
 
 /// Moves the instance to the latest published version, keeping the values whose slots
 /// remain, applying `values`, and refusing when a required slot would have none.
 pub async fn upgrade(db: &DatabaseConnection, scope: &UserScope, id: InstanceId, values: Values) -> Result<Instance> {
     let txn = crate::db::write(db).await?;
-    let row = own_row_for_update(&txn, scope, id).await?;
-    let (solution, definition) = solutions::latest(&txn, scope.org_id(), SolutionId(row.solution_id)).await?;
-    let (mut auth, mut config) = current_values(&txn, row.id).await?;
+    upgrade_in(&txn, scope, id, values).await?;
+    txn.commit().await?;
+    get(db, Caller::User(scope), id).await
+}
+
+/// [`upgrade`] inside a transaction the caller commits.
+pub(crate) async fn upgrade_in(
+    txn: &DatabaseTransaction,
+    scope: &UserScope,
+    id: InstanceId,
+    values: Values,
+) -> Result<()> {
+    let row = own_row_for_update(txn, scope, id).await?;
+    let (solution, definition) = solutions::latest(txn, scope.org_id(), SolutionId(row.solution_id)).await?;
+    let (mut auth, mut config) = current_values(txn, row.id).await?;
+    let before = (auth.clone(), config.clone());
     auth.retain(|external_id, _| definition.auth_slot(external_id).is_some());
     config.retain(|external_id, value| {
         definition.config_slot(external_id).is_some_and(|slot| solutions::check_value(slot, value.value()).is_ok())
     });
-    merge_values(&txn, scope, &definition, values, &mut auth, &mut config).await?;
+    merge_values(txn, scope, &definition, values, &mut auth, &mut config).await?;
     apply_defaults(&definition, &mut config);
     let missing = missing_required(&definition, &auth, &config);
     if !missing.is_empty() {
@@ -398,27 +446,109 @@ pub async fn upgrade(db: &DatabaseConnection, scope: &UserScope, id: InstanceId,
             missing.join(", ")
         )));
     }
-    store_values(&txn, row.id, &auth, &config).await?;
+    store_values(txn, row.id, &auth, &config).await?;
+    let version_changed = row.solution_version != solution.latest_version;
     let mut active: solution_instance::ActiveModel = row.into();
     active.solution_version = Set(solution.latest_version);
     active.updated_at = Set(Utc::now());
-    solution_instance::Entity::update(active).exec(&txn).await?;
-    audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.upgraded", Some(id.0)).await?;
-    txn.commit().await?;
-    get(db, Caller::User(scope), id).await
+    let row = solution_instance::Entity::update(active).exec(txn).await?;
+    audit::record(txn, scope.org_id(), scope.into(), "solution_instance.upgraded", Some(id.0)).await?;
+    let mut changed = changed_values(&before, &(auth, config));
+    if version_changed {
+        changed.push("solutionVersion");
+    }
+    if !changed.is_empty() {
+        events::instance(txn, &row, InstanceChange::Updated { changed }).await?;
+    }
+    Ok(())
+}
+
+/// What the config wizard asks for: the instance, and the definition whose slots it
+/// shows. Where a newer published version needs the end user's input, that version's,
+/// and finishing the wizard upgrades to it.
+pub struct Configuration {
+    pub instance: Instance,
+    pub definition: Definition,
+    pub upgrade: bool,
+}
+
+pub async fn configuration(conn: &impl ConnectionTrait, scope: &UserScope, id: InstanceId) -> Result<Configuration> {
+    let instance = get(conn, Caller::User(scope), id).await?;
+    if !(instance.flags.has_newer_version && instance.flags.requires_user_input) {
+        let definition = instance.definition.clone();
+        return Ok(Configuration { instance, definition, upgrade: false });
+    }
+    let (_, definition) = solutions::latest(conn, scope.org_id(), instance.solution_id).await?;
+    Ok(Configuration { instance, definition, upgrade: true })
+}
+
+/// An auth slot of the end user's instance (of the instance's own version), and the
+/// environment a new authentication for it is made in.
+pub async fn slot_environment(
+    conn: &impl ConnectionTrait,
+    scope: &UserScope,
+    id: InstanceId,
+    external_id: &str,
+) -> Result<(AuthSlot, Environment)> {
+    let instance = get(conn, Caller::User(scope), id).await?;
+    let slot = instance.definition.auth_slot(external_id).cloned().ok_or(Error::NotFound("auth slot"))?;
+    let environment = environment_of(conn, scope, &slot).await?;
+    Ok((slot, environment))
+}
+
+/// The environment a new authentication for `slot` is made in: the slot's own, or else
+/// the service's default one (`Production` first).
+pub async fn environment_of(conn: &impl ConnectionTrait, scope: &UserScope, slot: &AuthSlot) -> Result<Environment> {
+    let caller = Caller::User(scope);
+    match slot.service_environment_id {
+        Some(id) => catalog::environment(conn, caller, EnvironmentId(id)).await,
+        None => catalog::environments(conn, caller, ServiceId(slot.service_id))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(Error::NotFound("service environment")),
+    }
+}
+
+/// The end user's authentications that fit `slot` (its service, and its environment where
+/// it fixes one): the first 100.
+pub async fn fitting_authentications(
+    conn: &impl ConnectionTrait,
+    scope: &UserScope,
+    slot: &AuthSlot,
+) -> Result<Vec<Authentication>> {
+    let criteria = authentications::Criteria { owner: None, service_id: Some(ServiceId(slot.service_id)) };
+    let page = PageRequest::new(Some(100), None, None, None)?;
+    let page = authentications::list(conn, Caller::User(scope), criteria, &page).await?;
+    Ok(page
+        .items
+        .into_iter()
+        .filter(|authentication| slot.service_environment_id.is_none_or(|env| authentication.environment.id.0 == env))
+        .collect())
 }
 
 pub async fn remove(db: &DatabaseConnection, scope: &UserScope, id: InstanceId) -> Result<()> {
     let txn = crate::db::write(db).await?;
-    own_row_for_update(&txn, scope, id).await?;
+    let row = own_row_for_update(&txn, scope, id).await?;
+    events::instance(&txn, &row, InstanceChange::Removed).await?;
     solution_instance::Entity::delete_by_id(id.0).exec(&txn).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.removed", Some(id.0)).await?;
     txn.commit().await?;
     Ok(())
 }
 
-/// The instances of an end user, removed before the user's authentications.
+/// The instances of an end user, removed before the user's authentications (each with
+/// its `solution_instance.removed` event).
 pub(crate) async fn remove_all_of(txn: &DatabaseTransaction, org_id: OrgId, user_id: UserId) -> Result<u64> {
+    let rows = solution_instance::Entity::find()
+        .filter(solution_instance::Column::OrgId.eq(org_id.0))
+        .filter(solution_instance::Column::OwnerUserId.eq(user_id.0))
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    for row in &rows {
+        events::instance(txn, row, InstanceChange::Removed).await?;
+    }
     let removed = solution_instance::Entity::delete_many()
         .filter(solution_instance::Column::OrgId.eq(org_id.0))
         .filter(solution_instance::Column::OwnerUserId.eq(user_id.0))

@@ -1,8 +1,14 @@
 //! JSON Schema checks for credentials and user data. Messages name the JSON pointer and
 //! the rule broken, never the value: the value may be a secret.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+};
+
 use jsonschema::{Validator, error::ValidationErrorKind};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -20,6 +26,34 @@ pub fn compile(field: &str, schema: &Value) -> Result<Validator> {
         .should_validate_formats(true)
         .build(schema)
         .map_err(|err| Error::bad_input(format!("{field} is not a valid JSON Schema: {}", err.kind().keyword())))
+}
+
+/// Compiled validators of stored schemas, by the SHA-256 of the schema's JSON text. A
+/// schema that changes has another key, so a changed environment is checked against its
+/// new schema at once; an entry is only ever a function of its key, so the cache can be
+/// shared by everything in the process.
+static COMPILED: LazyLock<Mutex<HashMap<[u8; 32], Arc<Validator>>>> = LazyLock::new(Mutex::default);
+/// Far more schemas than a catalog holds; beyond it the cache starts over.
+const MAX_COMPILED: usize = 1024;
+
+/// The validator of a stored `schema`, compiled once per distinct schema: compiling
+/// (regular expressions included) costs far more than validating.
+fn compiled(field: &str, schema: &Value) -> Result<Arc<Validator>> {
+    let text = serde_json::to_vec(schema).map_err(Error::internal)?;
+    let key: [u8; 32] = Sha256::digest(&text).into();
+    let cached = COMPILED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key).cloned();
+    if let Some(validator) = cached {
+        return Ok(validator);
+    }
+    // A stored schema that no longer compiles is our fault, not the caller's.
+    let validator =
+        Arc::new(compile(field, schema).map_err(|err| Error::internal(anyhow::anyhow!("stored schema: {err}")))?);
+    let mut cache = COMPILED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if cache.len() >= MAX_COMPILED {
+        cache.clear();
+    }
+    cache.insert(key, validator.clone());
+    Ok(validator)
 }
 
 /// One broken rule: where (a JSON pointer) and what, never the value.
@@ -49,8 +83,7 @@ pub fn violations(field: &str, schema: &Value, instance: &Value) -> Result<Vec<V
     if size > MAX_DOCUMENT_BYTES {
         return Err(Error::bad_input(format!("{field} must be at most {MAX_DOCUMENT_BYTES} bytes of JSON")));
     }
-    // A stored schema that no longer compiles is our fault, not the caller's.
-    let validator = compile(field, schema).map_err(|err| Error::internal(anyhow::anyhow!("stored schema: {err}")))?;
+    let validator = compiled(field, schema)?;
     Ok(validator
         .iter_errors(instance)
         .take(MAX_REPORTED)
@@ -109,6 +142,16 @@ mod tests {
             "required": ["api_token", "subdomain"],
             "additionalProperties": false
         })
+    }
+
+    #[test]
+    fn a_changed_schema_is_checked_as_changed_at_once() {
+        let instance = json!({"api_token": "secret-12345", "subdomain": "acme"});
+        assert!(validate("data", &schema(), &instance).is_ok());
+        let mut stricter = schema();
+        stricter["properties"]["api_token"]["minLength"] = json!(20);
+        assert!(validate("data", &stricter, &instance).is_err(), "the new schema applies");
+        assert!(validate("data", &schema(), &instance).is_ok(), "and the old one still means the old rules");
     }
 
     #[test]

@@ -3,10 +3,49 @@
 //! part of every query (`WHERE org_id = ? [AND owner = ?]`), so a foreign id is simply
 //! not found.
 
+/// Declares a closed set of names once: an enum whose variants each carry a stable name
+/// (what is stored and sent) and a documented meaning, with `ALL`, `as_str`, `parse` and
+/// `description`.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[doc = $doc:literal])+ $variant:ident = $text:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $name {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order of the declaration.
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// What the value means, as documented.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $($name::$variant => concat!($($doc),+).trim_ascii(),)+
+                }
+            }
+        }
+    };
+}
+
 pub mod audit;
 pub mod authentications;
 pub mod catalog;
-pub mod events;
 pub mod expiry;
 pub mod idempotency;
 pub mod installation;
@@ -21,6 +60,7 @@ pub mod pagination;
 pub mod refresh;
 pub mod solutions;
 pub mod users;
+pub mod webhooks;
 
 use crate::error::{Error, Result};
 

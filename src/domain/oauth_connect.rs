@@ -24,7 +24,7 @@ use super::{
     catalog::{self, AuthenticationType, Environment},
 };
 use crate::{
-    auth::{Caller, UserScope},
+    auth::{Caller, UserScope, page_sessions::PageSession},
     crypto::{self, Keyring, KeyringHandle, envelope},
     error::{Error, Result},
     ids::{EnvironmentId, OrgId},
@@ -38,6 +38,8 @@ use entity::oauth_flow;
 pub const LIFETIME: Duration = Duration::minutes(10);
 /// Longest `state` looked up; latchkey's own are 43 characters.
 pub const MAX_STATE: usize = 128;
+/// Longest [`NewFlow::page`] kept.
+pub const MAX_PAGE: usize = 4096;
 /// Expired flows removed per flow started, so the table stays the size of the flows in use.
 const PURGE_BATCH: u64 = 100;
 
@@ -70,6 +72,9 @@ pub struct NewFlow<'a> {
     pub session_id: Uuid,
     /// The session's page target, by its key.
     pub target: &'a str,
+    /// What the page that starts the flow needs to finish it, as it writes it (text, at
+    /// most [`MAX_PAGE`] bytes): kept with the flow, never shown.
+    pub page: String,
     pub environment: &'a Environment,
     pub scopes: Vec<String>,
     /// latchkey's callback URL, registered with the OAuth app.
@@ -89,6 +94,9 @@ pub async fn start(
         return Err(Error::bad_input("the service environment does not use the OAuth 2.0 authorization code flow"));
     }
     let app = environment.oauth_app.as_ref().ok_or(Error::NotFound("OAuth app of the service environment"))?;
+    if new.page.len() > MAX_PAGE {
+        return Err(Error::bad_input(format!("a page's part of a flow is at most {MAX_PAGE} bytes")));
+    }
     let scopes = authentications::checked_scopes(environment, Some(new.scopes))?;
     let client = OAuthClient {
         client_id: app.client_id.clone(),
@@ -109,6 +117,7 @@ pub async fn start(
         user_id: scope.user_id().0,
         page_session_id: new.session_id,
         target: new.target.to_owned(),
+        page: new.page,
         environment_id: environment.id.0,
         scopes: serde_json::to_string(&scopes).map_err(Error::internal)?,
         pkce_verifier: Vec::new(),
@@ -128,6 +137,7 @@ pub async fn start(
         user_id: Set(row.user_id),
         page_session_id: Set(row.page_session_id),
         target: Set(row.target),
+        page: Set(row.page),
         environment_id: Set(row.environment_id),
         scopes: Set(row.scopes),
         pkce_verifier: Set(row.pkce_verifier),
@@ -172,6 +182,11 @@ impl Found {
     pub fn target(&self) -> &str {
         &self.row.target
     }
+
+    /// What the page that started it kept with it ([`NewFlow::page`]).
+    pub fn page(&self) -> &str {
+        &self.row.page
+    }
 }
 
 /// The flow whose `state` this is, if latchkey started one (and has not purged it).
@@ -203,9 +218,9 @@ impl<E: Into<Error>> From<E> for TakeError {
     }
 }
 
-/// A flow used: what the code exchange needs.
+/// A flow used: the page session it came back to, and what the code exchange needs.
 pub struct Taken {
-    pub scope: UserScope,
+    pub session: PageSession,
     pub environment_id: EnvironmentId,
     pub scopes: Vec<String>,
     pub pkce_verifier: SecretString,
@@ -218,7 +233,7 @@ pub async fn take(
     db: &DatabaseConnection,
     keyring: &KeyringHandle,
     found: &Found,
-    session: Option<(Uuid, UserScope)>,
+    session: Option<PageSession>,
 ) -> std::result::Result<Taken, TakeError> {
     let row = &found.row;
     let now = Utc::now();
@@ -228,7 +243,7 @@ pub async fn take(
     if row.used_at.is_some() {
         return Err(TakeError::Used);
     }
-    let Some((_, scope)) = session.filter(|(id, _)| *id == row.page_session_id) else {
+    let Some(session) = session.filter(|session| session.id == row.page_session_id) else {
         return Err(TakeError::OtherSession);
     };
     // One statement, so two answers racing for one state cannot both win.
@@ -248,7 +263,7 @@ pub async fn take(
     let verifier = String::from_utf8(verifier.expose_secret().clone())
         .map_err(|_| Error::internal(anyhow::anyhow!("OAuth flow {} verifier is not text", row.id)))?;
     Ok(Taken {
-        scope,
+        session,
         environment_id: EnvironmentId(row.environment_id),
         scopes: serde_json::from_str(&row.scopes).map_err(Error::internal)?,
         pkce_verifier: verifier.into(),
@@ -265,7 +280,7 @@ pub async fn exchange(
     code: &str,
     redirect_uri: &str,
 ) -> std::result::Result<(Environment, Mapped), ConnectError> {
-    let caller = Caller::User(&taken.scope);
+    let caller = Caller::User(&taken.session.scope);
     let environment = catalog::environment(db, caller, taken.environment_id).await?;
     let (app, secret) = catalog::oauth_app_with_secret(db, keyring, caller, taken.environment_id)
         .await?

@@ -15,7 +15,8 @@
 //!    shorter than the lease).
 //! 3. **Write** the result with a compare-and-swap on the lease owner: new credentials
 //!    (sealed), the next due time (later, so the same expiry is never claimed again), the
-//!    lease released, and the event, all in one transaction. A row replaced meanwhile has
+//!    lease released, and the audit and the webhook (`authentication.updated`, cause
+//!    `refreshed`), all in one transaction. A row replaced meanwhile has
 //!    lost its lease, and the stale answer is dropped.
 //!
 //! A reader that finds the row due but leased waits briefly for the holder and takes its
@@ -24,26 +25,27 @@
 //! Failures: a transient one (no answer, 5xx, 429) keeps the credential and moves the due
 //! time by an exponential backoff with jitter; a definitive refusal (`invalid_grant`, ...)
 //! sets `REFRESH_FAILED` (or `REVOKED` for client credentials the provider no longer
-//! accepts), clears the due time so nothing retries it, and emits
-//! `authentication.refresh_failed`.
+//! accepts), clears the due time so nothing retries it, and sends the webhook
+//! `authentication.refresh_failed` in the same transaction.
+//!
+//! A refresh token's own expiry, once the provider states it, is the authentication's hard
+//! expiry ([`authentications::set_hard_expiry`]); the webhook worker warns of it with
+//! `authentication.expiring` ([`super::webhooks::expiry`]).
 
 use std::{sync::Arc, time::Duration as StdDuration};
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
 };
 use serde_json::Value;
-use tokio::{sync::watch, task::JoinSet};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::{
-    audit::{self, Actor},
     authentications::{self, Field},
     catalog::{self, Environment},
-    events::{self, AuthenticationRef},
     expiry::{Lifecycle, Renewal, Timing},
     json_schema,
 };
@@ -51,13 +53,13 @@ use crate::{
     config::RefreshConfig,
     crypto::KeyringHandle,
     error::{Error, Result},
-    ids::{AuthenticationId, EnvironmentId, OrgId, UserId},
+    ids::{EnvironmentId, OrgId},
     oauth::{self, OAuthClient, OAuthError, Previous, TokenSet},
     outbound::Outbound,
 };
 use entity::authentication::{self, Column};
 
-/// Rows one pass of the background job claims at most (and notices it sends at most).
+/// Rows one pass of the background job claims at most.
 const BATCH: u64 = 100;
 /// Refreshes one process runs at once in a pass.
 const CONCURRENT: usize = 4;
@@ -145,14 +147,6 @@ fn under_claim(row: &authentication::Model, claim: Uuid) -> sea_orm::UpdateMany<
         .filter(Column::RefreshLeaseOwner.eq(claim))
 }
 
-fn about(row: &authentication::Model) -> AuthenticationRef {
-    AuthenticationRef {
-        org_id: OrgId(row.org_id),
-        authentication_id: AuthenticationId(row.id),
-        owner: row.owner_user_id.map(UserId),
-    }
-}
-
 /// Whether a read should refresh this row first.
 pub fn is_due(row: &authentication::Model, now: DateTime<Utc>) -> bool {
     row.status == ACTIVE && row.renewal.is_some() && row.refresh_due_at.is_some_and(|at| at <= now)
@@ -203,7 +197,7 @@ impl Refresher {
     /// provider says; only a database failure is an error.
     pub async fn when_due(&self, row: &authentication::Model) -> Result<()> {
         if is_due(row, Utc::now()) {
-            self.ensure(row.id, Trigger::Due, Actor::System).await?;
+            self.ensure(row.id, Trigger::Due).await?;
         }
         Ok(())
     }
@@ -211,12 +205,12 @@ impl Refresher {
     /// Refreshes `row` now, whatever its due time (its status too: a forced refresh is how
     /// a fixed OAuth app is tried again). A refresh of the same credential that another
     /// caller or process is running is waited for and counts as this one.
-    pub async fn force(&self, row: &authentication::Model, actor: Actor) -> Result<Outcome> {
+    pub async fn force(&self, row: &authentication::Model) -> Result<Outcome> {
         if Renewal::parse(row.renewal.as_deref()).is_none() {
             return Ok(Outcome::NotRefreshable);
         }
         let version = row.credentials_version;
-        if let Some(outcome) = self.ensure(row.id, Trigger::Forced { version }, actor).await? {
+        if let Some(outcome) = self.ensure(row.id, Trigger::Forced { version }).await? {
             return Ok(outcome);
         }
         // Another refresh of this credential ran, or is running: its result is ours.
@@ -234,11 +228,11 @@ impl Refresher {
 
     /// Claims and runs the refresh, or waits while another process holds the claim.
     /// `None`: this call did not refresh (no longer due, done by another, or still running).
-    async fn ensure(&self, id: Uuid, trigger: Trigger, actor: Actor) -> Result<Option<Outcome>> {
+    async fn ensure(&self, id: Uuid, trigger: Trigger) -> Result<Option<Outcome>> {
         let deadline = tokio::time::Instant::now() + self.wait();
         loop {
             if let Some(claim) = self.claim_one(id, trigger).await? {
-                return self.run(id, claim, actor).await.map(Some);
+                return self.run(id, claim).await.map(Some);
             }
             let Some(row) = authentication::Entity::find_by_id(id).one(&self.inner.db).await? else {
                 return Ok(None);
@@ -304,7 +298,7 @@ impl Refresher {
     }
 
     /// With the claim held: reads the row, calls the provider, writes the answer.
-    async fn run(&self, id: Uuid, claim: Uuid, actor: Actor) -> Result<Outcome> {
+    async fn run(&self, id: Uuid, claim: Uuid) -> Result<Outcome> {
         let db = &self.inner.db;
         let row = authentication::Entity::find_by_id(id)
             .one(db)
@@ -313,7 +307,7 @@ impl Refresher {
         let attempt = self.attempt(&row).await;
         let (outcome, written) = match attempt {
             Ok(Some((answer, environment, credentials, user_data))) => {
-                match self.store(&row, claim, actor, &environment, &answer, &credentials, &user_data).await {
+                match self.store(&row, claim, &environment, &answer, &credentials, &user_data).await {
                     Ok(written) => (Outcome::Refreshed, written),
                     Err(Stored::Unfit) => self.failed(&row, claim, "invalid_answer", false).await?,
                     Err(Stored::Db(err)) => return Err(err),
@@ -324,7 +318,7 @@ impl Refresher {
                 return Ok(Outcome::NotRefreshable);
             }
             Err(Attempt::Provider(err)) => match err {
-                OAuthError::Refused { error } => self.refused(&row, claim, actor, &error).await?,
+                OAuthError::Refused { error } => self.refused(&row, claim, &error).await?,
                 OAuthError::Unavailable(_) => self.failed(&row, claim, "unavailable", true).await?,
                 OAuthError::Failed(_) => self.failed(&row, claim, "failed", false).await?,
             },
@@ -390,13 +384,12 @@ impl Refresher {
 
     /// Stores a token answer over `row`, if the claim still holds: mapped over what the
     /// row held (what the answer does not restate stays), checked against the schemas,
-    /// sealed, with the next due time, the lease released, the audit and the event.
-    #[allow(clippy::too_many_arguments)]
+    /// sealed, with the next due time, the lease released, the refresh token's expiry as
+    /// the hard expiry, the audit and the webhook, in one transaction.
     async fn store(
         &self,
         row: &authentication::Model,
         claim: Uuid,
-        actor: Actor,
         environment: &Environment,
         answer: &TokenSet,
         credentials: &Value,
@@ -425,7 +418,6 @@ impl Refresher {
             .col_expr(Column::KeyId, Expr::value(keyring.active().id().to_owned()))
             .col_expr(Column::ExpiresAt, Expr::value(lifecycle.expires_at))
             .col_expr(Column::RefreshExpiresAt, Expr::value(lifecycle.refresh_expires_at))
-            .col_expr(Column::HardExpiresAt, Expr::value(lifecycle.hard_expires_at()))
             .col_expr(Column::Renewal, Expr::value(lifecycle.renewal.map(|renewal| renewal.as_str().to_owned())))
             .col_expr(Column::Status, Expr::value(ACTIVE))
             .col_expr(Column::CredentialsVersion, Expr::col(Column::CredentialsVersion).add(1))
@@ -439,9 +431,8 @@ impl Refresher {
         if written.rows_affected != 1 {
             return Ok(false);
         }
-        let org_id = OrgId(row.org_id);
-        audit::record(&txn, org_id, actor, "authentication.refreshed", Some(row.id)).await.map_err(Stored::Db)?;
-        events::authentication_refreshed(&txn, about(row), lifecycle.expires_at).await.map_err(Stored::Db)?;
+        authentications::set_hard_expiry(&txn, row, lifecycle.hard_expires_at()).await.map_err(Stored::Db)?;
+        authentications::record_refreshed(&txn, row).await.map_err(Stored::Db)?;
         txn.commit().await.map_err(|err| Stored::Db(err.into()))?;
         Ok(true)
     }
@@ -470,13 +461,7 @@ impl Refresher {
 
     /// A definitive refusal: no more attempts until the credential is replaced, and the
     /// partner is told.
-    async fn refused(
-        &self,
-        row: &authentication::Model,
-        claim: Uuid,
-        actor: Actor,
-        error: &str,
-    ) -> Result<(Outcome, bool)> {
+    async fn refused(&self, row: &authentication::Model, claim: Uuid, error: &str) -> Result<(Outcome, bool)> {
         let client_refused = matches!(error, "invalid_client" | "unauthorized_client");
         let status = match Renewal::parse(row.renewal.as_deref()) {
             Some(Renewal::ClientCredentials) if client_refused => REVOKED,
@@ -492,8 +477,7 @@ impl Refresher {
             .exec(&txn)
             .await?;
         if written.rows_affected == 1 {
-            audit::record(&txn, OrgId(row.org_id), actor, "authentication.refresh_failed", Some(row.id)).await?;
-            events::authentication_refresh_failed(&txn, about(row), status, error).await?;
+            authentications::record_refresh_failed(&txn, row, error).await?;
         }
         txn.commit().await?;
         Ok((Outcome::Refused(error.to_owned()), written.rows_affected == 1))
@@ -502,12 +486,16 @@ impl Refresher {
     /// The row can no longer be renewed (its OAuth app or refresh token is gone): it is
     /// no longer due, and its access token's expiry is now a hard one.
     async fn unrenewable(&self, row: &authentication::Model, claim: Uuid) -> Result<()> {
-        under_claim(row, claim)
+        let txn = crate::db::write(&self.inner.db).await?;
+        let written = under_claim(row, claim)
             .col_expr(Column::Renewal, Expr::value(Option::<String>::None))
             .col_expr(Column::RefreshDueAt, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(Column::HardExpiresAt, Expr::value(row.expires_at))
-            .exec(&self.inner.db)
+            .exec(&txn)
             .await?;
+        if written.rows_affected == 1 {
+            authentications::set_hard_expiry(&txn, row, row.expires_at).await?;
+        }
+        txn.commit().await?;
         Ok(())
     }
 
@@ -517,8 +505,8 @@ impl Refresher {
         Ok(())
     }
 
-    /// One pass of the background job: renews what is due (near expiry, or idle), then
-    /// sends the notices of hard expiries ahead. Returns how many refreshes it ran.
+    /// One pass of the background job ([`crate::workers::refresh`]): renews what is due
+    /// (near expiry, or idle). Returns how many refreshes it ran.
     pub async fn pass(&self) -> Result<usize> {
         let (claim, ids) = self.claim_batch().await?;
         let count = ids.len();
@@ -528,74 +516,17 @@ impl Refresher {
                 log_failure(running.join_next().await);
             }
             let refresher = self.clone();
-            running.spawn(async move { refresher.run(id, claim, Actor::System).await });
+            running.spawn(async move { refresher.run(id, claim).await });
         }
         while let Some(done) = running.join_next().await {
             log_failure(Some(done));
         }
-        self.notify_expiring().await?;
         Ok(count)
     }
 
-    /// Sends `authentication.expiring` once per hard expiry within the notice period: the
-    /// row is marked with the expiry it was sent for in the same transaction, by a
-    /// conditional update only one process can win.
-    async fn notify_expiring(&self) -> Result<()> {
-        let Some(notice) = self.inner.config.expiring_notice else { return Ok(()) };
-        let now = Utc::now();
-        let db = &self.inner.db;
-        let not_sent = || {
-            Condition::any()
-                .add(Column::ExpiringNotifiedFor.is_null())
-                .add(Expr::col(Column::ExpiringNotifiedFor).ne(Expr::col(Column::HardExpiresAt)))
-        };
-        let rows = authentication::Entity::find()
-            .filter(Column::Status.eq(ACTIVE))
-            .filter(Column::HardExpiresAt.gt(now))
-            .filter(Column::HardExpiresAt.lte(now + chrono(notice)))
-            .filter(not_sent())
-            .order_by_asc(Column::HardExpiresAt)
-            .limit(BATCH)
-            .all(db)
-            .await?;
-        for row in rows {
-            let Some(expires_at) = row.hard_expires_at else { continue };
-            let txn = crate::db::write(db).await?;
-            let marked = authentication::Entity::update_many()
-                .col_expr(Column::ExpiringNotifiedFor, Expr::col(Column::HardExpiresAt))
-                .filter(Column::Id.eq(row.id))
-                .filter(not_sent())
-                .exec(&txn)
-                .await?;
-            if marked.rows_affected == 1 {
-                events::authentication_expiring(&txn, about(&row), expires_at).await?;
-            }
-            txn.commit().await?;
-        }
-        Ok(())
-    }
-
-    /// Runs [`Refresher::pass`] every `LATCHKEY_REFRESH_INTERVAL` until `stop` turns true
-    /// (a pass under way finishes first). Without an interval, does nothing.
-    pub fn spawn(&self, mut stop: watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
-        let interval = self.inner.config.interval?;
-        let refresher = self.clone();
-        Some(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
-                    _ = stop.changed() => break,
-                }
-                if *stop.borrow() {
-                    break;
-                }
-                match refresher.pass().await {
-                    Ok(0) => {}
-                    Ok(refreshed) => tracing::debug!(refreshed, "background refresh pass"),
-                    Err(err) => tracing::error!(error = ?err, "the background refresh pass failed"),
-                }
-            }
-        }))
+    /// Between two passes of the background job; `None`: there is none.
+    pub fn interval(&self) -> Option<StdDuration> {
+        self.inner.config.interval
     }
 }
 

@@ -19,7 +19,9 @@ use super::{
     required_text,
 };
 use crate::{
-    auth::{MasterScope, UserScope, UserTokens, authorization_codes, user_tokens::MintedToken},
+    auth::{
+        MasterScope, Revocations, UserScope, UserTokens, authorization_codes, revocations, user_tokens::MintedToken,
+    },
     error::{Error, Result},
     ids::{OrgId, UserId},
 };
@@ -169,12 +171,18 @@ pub async fn update(
 /// Removes the user and everything that is theirs: first their solution instances, then
 /// (cascading from the user row) their authentications and codes. Their user tokens stop
 /// working with the row.
-pub async fn remove(db: &DatabaseConnection, scope: &MasterScope, user_id: UserId) -> Result<()> {
+pub async fn remove(
+    db: &DatabaseConnection,
+    revocations: &Revocations,
+    scope: &MasterScope,
+    user_id: UserId,
+) -> Result<()> {
     let txn = crate::db::write(db).await?;
     // Locked first: rows being added for the user commit before this goes on, and the
     // deletes below then see them.
     row_for_update(&txn, scope.org_id(), user_id).await?;
     super::instances::remove_all_of(&txn, scope.org_id(), user_id).await?;
+    super::authentications::removing_user(&txn, scope.org_id(), user_id).await?;
     let deleted = external_user::Entity::delete_many()
         .filter(external_user::Column::Id.eq(user_id.0))
         .filter(external_user::Column::OrgId.eq(scope.org_id().0))
@@ -184,7 +192,9 @@ pub async fn remove(db: &DatabaseConnection, scope: &MasterScope, user_id: UserI
         return Err(Error::NotFound("user"));
     }
     audit::record(&txn, scope.org_id(), scope.into(), "external_user.removed", Some(user_id.0)).await?;
+    let epoch = revocations::record(&txn).await?;
     txn.commit().await?;
+    revocations.advance(epoch);
     Ok(())
 }
 
@@ -252,7 +262,12 @@ pub async fn redeem_authorization_code(db: &DatabaseConnection, org_id: OrgId, c
 }
 
 /// Invalidates every user token of `user_id` minted so far, keeping the user.
-pub async fn revoke_tokens(db: &DatabaseConnection, scope: &MasterScope, user_id: UserId) -> Result<()> {
+pub async fn revoke_tokens(
+    db: &DatabaseConnection,
+    revocations: &Revocations,
+    scope: &MasterScope,
+    user_id: UserId,
+) -> Result<()> {
     let txn = crate::db::write(db).await?;
     let updated = external_user::Entity::update_many()
         .col_expr(external_user::Column::TokenVersion, Expr::col(external_user::Column::TokenVersion).add(1))
@@ -266,6 +281,8 @@ pub async fn revoke_tokens(db: &DatabaseConnection, scope: &MasterScope, user_id
     // An open hosted page acts for the user as a token does.
     crate::auth::page_sessions::end_all(&txn, scope.org_id(), user_id).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "user_tokens.revoked", Some(user_id.0)).await?;
+    let epoch = revocations::record(&txn).await?;
     txn.commit().await?;
+    revocations.advance(epoch);
     Ok(())
 }

@@ -49,6 +49,18 @@ connection_names!(
     "WorkflowInstanceConnectionEdge"
 );
 connection_names!(AuditEventConnectionName, AuditEventEdgeName, "AuditEventConnection", "AuditEventConnectionEdge");
+connection_names!(
+    WebhookEndpointConnectionName,
+    WebhookEndpointEdgeName,
+    "WebhookEndpointConnection",
+    "WebhookEndpointConnectionEdge"
+);
+connection_names!(
+    WebhookDeliveryConnectionName,
+    WebhookDeliveryEdgeName,
+    "WebhookDeliveryConnection",
+    "WebhookDeliveryConnectionEdge"
+);
 
 /// A connection with the contract's names and no `nodes` shortcut field.
 pub type NamedConnection<Node, Name, EdgeName, Fields = EmptyFields> =

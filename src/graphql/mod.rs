@@ -23,6 +23,7 @@ pub mod scalars;
 pub mod solutions;
 pub mod users;
 pub mod viewer;
+pub mod webhooks;
 
 use async_graphql::{
     Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
@@ -32,10 +33,11 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{Principal, UserTokens},
+    auth::{Principal, Revocations, UserTokens},
     crypto::{Keyring, KeyringHandle},
     domain::{idempotency::Idempotency, pagination::PageRequest, refresh::Refresher},
     error::Error,
+    outbound::Outbound,
 };
 
 #[derive(MergedObject, Default)]
@@ -46,6 +48,7 @@ pub struct Query(
     authentications::AuthenticationsQuery,
     audit::AuditQuery,
     org_settings::OrgSettingsQuery,
+    webhooks::WebhooksQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -55,6 +58,7 @@ pub struct Mutation(
     authentications::AuthenticationsMutation,
     solutions::SolutionsMutation,
     org_settings::OrgSettingsMutation,
+    webhooks::WebhooksMutation,
 );
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
@@ -66,6 +70,8 @@ pub struct Services {
     user_tokens: UserTokens,
     keyring: Arc<KeyringHandle>,
     refresher: Refresher,
+    revocations: Revocations,
+    outbound: Outbound,
 }
 
 impl Services {
@@ -73,13 +79,26 @@ impl Services {
         db: DatabaseConnection,
         user_tokens: UserTokens,
         keyring: Arc<KeyringHandle>,
+        revocations: Revocations,
+        outbound: Outbound,
         refresher: Refresher,
     ) -> Self {
-        Self { db, user_tokens, keyring, refresher }
+        Self { db, user_tokens, keyring, refresher, revocations, outbound }
     }
 
+    /// Keeps OAuth credentials alive: lazily, when forced, and in the background.
     pub fn refresher(&self) -> &Refresher {
         &self.refresher
+    }
+
+    /// What this process knows of revocations; a change that revokes tokens advances it.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// The client for outbound calls, whose address policy also checks webhook URLs.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     /// The keyring in force now (it follows a rotation of the key file).

@@ -185,7 +185,7 @@ impl UsersMutation {
         input: RemoveExternalUserInput,
     ) -> Result<RemoveExternalUserPayload> {
         let scope = principal(ctx).master()?;
-        users::remove(unscoped_db(ctx), scope, UserId::parse(&input.user_id)?).await?;
+        users::remove(unscoped_db(ctx), services(ctx).revocations(), scope, UserId::parse(&input.user_id)?).await?;
         Ok(RemoveExternalUserPayload { client_mutation_id: input.client_mutation_id })
     }
 
@@ -225,7 +225,8 @@ impl UsersMutation {
         input: RevokeUserTokensInput,
     ) -> Result<RevokeUserTokensPayload> {
         let scope = principal(ctx).master()?;
-        users::revoke_tokens(unscoped_db(ctx), scope, UserId::parse(&input.user_id)?).await?;
+        users::revoke_tokens(unscoped_db(ctx), services(ctx).revocations(), scope, UserId::parse(&input.user_id)?)
+            .await?;
         Ok(RevokeUserTokensPayload { client_mutation_id: input.client_mutation_id })
     }
 }

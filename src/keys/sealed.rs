@@ -47,6 +47,14 @@ pub const SEALED: &[SealedTable] = &[
         columns: &["oauth_client_secret"],
     },
     SealedTable {
+        what: "webhook endpoint",
+        table: "webhook_endpoints",
+        key_id: "key_id",
+        org_id: "org_id",
+        owner: None,
+        columns: &["secret", "previous_secret"],
+    },
+    SealedTable {
         what: "OAuth flow",
         table: "oauth_flows",
         key_id: "key_id",

@@ -1,10 +1,13 @@
-//! Forms generated from an environment's `credentialsSchema` and `userDataSchema`: one
-//! field per top-level property, typed by the property's schema, and the posted form
-//! read back into the two JSON documents the import takes.
+//! Forms generated from an environment's `credentialsSchema` and `userDataSchema` (one
+//! field per top-level property, typed by the property's schema) and from a solution's
+//! config slots (one field per slot, typed by its value type), and the posted form read
+//! back into JSON.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+
+use crate::domain::solutions::{ConfigSlot, ValueType};
 
 /// A schema with more properties than this is shown up to here; the rest can only come
 /// through the API.
@@ -14,6 +17,8 @@ const MAX_FIELDS: usize = 50;
 pub enum Document {
     Credentials,
     UserData,
+    /// A solution's config slots, by externalId.
+    Config,
 }
 
 impl Document {
@@ -21,6 +26,7 @@ impl Document {
         match self {
             Document::Credentials => "credentials.",
             Document::UserData => "userData.",
+            Document::Config => "config.",
         }
     }
 }
@@ -83,6 +89,38 @@ pub fn fields(document: Document, schema: &Value) -> Vec<Field> {
         .collect()
 }
 
+/// The field of a config slot: a text input, a number, a checkbox, a select of its
+/// choices, or JSON text for objects and arrays.
+pub fn config_field(slot: &ConfigSlot) -> Field {
+    let kind = match slot.value_type {
+        ValueType::String => Kind::Input("text"),
+        ValueType::Number => Kind::Number { integer: false },
+        ValueType::Boolean => Kind::Boolean,
+        ValueType::Choice => Kind::Select(slot.choices.iter().map(|choice| text_of(choice.value())).collect()),
+        ValueType::Object | ValueType::Array => Kind::Json,
+    };
+    Field {
+        document: Document::Config,
+        property: slot.external_id.clone(),
+        label: slot.title.clone(),
+        description: None,
+        required: slot.required,
+        kind,
+    }
+}
+
+/// A JSON value as a form control shows it: a string as itself, `true` as a ticked box,
+/// `false` as an empty one, anything else as JSON text.
+pub fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Bool(true) => "on".to_owned(),
+        Value::Bool(false) | Value::Null => String::new(),
+        Value::Number(number) => number.to_string(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
 /// A label from a property name without a `title`: `api_token` reads "Api token".
 fn humanize(property: &str) -> String {
     let words = property.replace(['_', '-'], " ");
@@ -118,28 +156,6 @@ fn kind(document: Document, spec: &Value) -> Kind {
     }
 }
 
-/// Most pairs read from one post; a real form has a few dozen.
-const MAX_FORM_PAIRS: usize = 500;
-/// More scopes than any environment has are not read.
-const MAX_SCOPES: usize = 200;
-
-/// A posted form: its controls by name (the last of a repeated name), and its `scopes`
-/// checkboxes, which repeat. Bounded in pairs and scopes.
-pub fn posted(body: &[u8]) -> (BTreeMap<String, String>, Vec<String>) {
-    let mut posted = BTreeMap::new();
-    let mut scopes = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(body).take(MAX_FORM_PAIRS) {
-        match key.as_ref() {
-            "scopes" if scopes.len() < MAX_SCOPES => scopes.push(value.into_owned()),
-            "scopes" => {}
-            _ => {
-                posted.insert(key.into_owned(), value.into_owned());
-            }
-        }
-    }
-    (posted, scopes)
-}
-
 /// The posted values of `fields` as a JSON document, and the fields whose text could not
 /// be read as their type (keyed by control name). A blank optional field is left out.
 pub fn read(fields: &[Field], posted: &BTreeMap<String, String>) -> (Value, BTreeMap<String, String>) {
@@ -159,7 +175,9 @@ pub fn read(fields: &[Field], posted: &BTreeMap<String, String>) -> (Value, BTre
                 }
             },
             Kind::Number { integer: false } => {
-                match raw.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                // A whole number stays one (`75`, not `75.0`).
+                let whole = raw.trim().parse::<i64>().ok().map(serde_json::Number::from);
+                match whole.or_else(|| raw.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64)) {
                     Some(number) => Some(Value::Number(number)),
                     None => {
                         errors.insert(field.name(), "must be a number".to_owned());
@@ -216,6 +234,14 @@ mod tests {
         assert_eq!(by("api_token").label, "Api token");
         assert!(by("email").required && by("api_token").required && !by("account").required);
         assert_eq!(by("api_token").name(), "credentials.api_token");
+    }
+
+    #[test]
+    fn fields_come_in_the_order_the_schema_lists_them() {
+        let schema: Value =
+            serde_json::from_str(r#"{"properties": {"subdomain": {}, "email": {}, "api_token": {}}}"#).unwrap();
+        let order: Vec<String> = fields(Document::Credentials, &schema).into_iter().map(|f| f.property).collect();
+        assert_eq!(order, ["subdomain", "email", "api_token"]);
     }
 
     #[test]

@@ -6,23 +6,30 @@
 mod auth_dialog;
 mod forms;
 mod oauth;
-mod oauth_views;
 mod views;
+mod wizard;
+
+use std::collections::BTreeMap;
 
 use axum::{
     Router,
-    extract::{Path, Request},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    body::Bytes,
+    extract::{FromRequest, Path, Request},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
-    routing::{get, post},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
 };
 use cookie::{Cookie, SameSite};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    auth::page_sessions,
-    domain::{org_settings, orgs},
+    auth::{Caller, UserScope, page_sessions},
+    domain::{
+        org_settings, orgs,
+        page_sessions::{self as sessions, OpenError, PageSession, PageTarget},
+    },
+    error::Error,
     http::AppState,
 };
 
@@ -52,10 +59,15 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/external/auth/create/{partner}", get(auth_dialog::create_page).post(auth_dialog::create_submit))
-        .route("/external/auth/oauth/start/{partner}", get(oauth::start))
+        .route("/external/auth/create/{partner}", get(auth_dialog::handle).post(auth_dialog::handle))
+        .route("/external/auth/create/{partner}/{instance}/{slot}", get(auth_dialog::handle).post(auth_dialog::handle))
+        .route("/external/auth/edit/{partner}/{authentication}", get(auth_dialog::handle).post(auth_dialog::handle))
+        .route("/external/solutions/{partner}/configure/{instance}", get(wizard::handle).post(wizard::handle))
+        .route(
+            "/external/solutions/{partner}/configure/{instance}/auth/{slot}",
+            get(auth_dialog::handle).post(auth_dialog::handle),
+        )
         .route(oauth::CALLBACK_PATH, get(oauth::callback))
-        .route("/external/auth/oauth/client-credentials/{partner}", post(oauth::client_credentials_submit))
         .route("/external/assets/{name}", get(asset))
         .route("/external/assets/accent/{colour}", get(accent))
         .layer(middleware::from_fn(security_headers))
@@ -80,11 +92,13 @@ async fn security_headers(request: Request, next: Next) -> Response {
 
 const STYLESHEET: &str = include_str!("assets/page.css");
 const SCRIPT: &str = include_str!("assets/popup.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 async fn asset(Path(name): Path<String>) -> Response {
     let (body, content_type) = match name.as_str() {
         "page.css" => (STYLESHEET, "text/css; charset=utf-8"),
         "popup.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "icon.svg" => (ICON, "image/svg+xml"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
@@ -169,10 +183,62 @@ pub struct Refusal {
     pub message: &'static str,
 }
 
+fn not_found() -> Refusal {
+    Refusal {
+        status: StatusCode::NOT_FOUND,
+        title: "Page not found",
+        message: "This page does not exist. Close this window and try again from the app.",
+    }
+}
+
+fn session_ended() -> Refusal {
+    Refusal {
+        status: StatusCode::FORBIDDEN,
+        title: "This link can no longer be used",
+        message: "It has expired or was already used. Close this window and start again from the app.",
+    }
+}
+
+fn failed(err: Error) -> Refusal {
+    match err {
+        Error::NotFound(_) | Error::BadInput(_) => not_found(),
+        _ => {
+            tracing::error!(error = %err, "a hosted page failed");
+            Refusal {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                title: "Something went wrong",
+                message: "Close this window and try again from the app.",
+            }
+        }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Self {
+        failed(err)
+    }
+}
+
+/// The window message an error page sends the opener: the auth dialogs' or the wizard's.
+#[derive(Clone, Copy)]
+pub enum Opener {
+    AuthDialog,
+    Wizard,
+}
+
+impl Opener {
+    fn error_message(self) -> &'static str {
+        match self {
+            Opener::AuthDialog => "tray.authPopup.error",
+            Opener::Wizard => "tray.configPopup.error",
+        }
+    }
+}
+
 /// A page's answer, or its refusal as an error page. Where the URL names an organization,
-/// the error page wears its brand and tells the opener (`tray.authPopup.error`) at its
-/// allowed origins, so the partner's front end stops waiting.
-async fn respond(state: &AppState, partner: &str, outcome: Result<Response, Refusal>) -> Response {
+/// the error page wears its brand and tells the opener at its allowed origins, so the
+/// partner's front end stops waiting.
+async fn respond(state: &AppState, partner: &str, opener: Opener, outcome: Result<Response, Refusal>) -> Response {
     let refusal = match outcome {
         Ok(response) => return response,
         Err(refusal) => refusal,
@@ -183,10 +249,175 @@ async fn respond(state: &AppState, partner: &str, outcome: Result<Response, Refu
         }
         Err(_) => None,
     };
-    page(refusal.status, views::error(brand.as_ref(), refusal.title, refusal.message))
+    page(refusal.status, views::error(brand.as_ref(), opener.error_message(), refusal.title, refusal.message))
 }
 
-/// A form post without its session's CSRF token.
+fn page(status: StatusCode, markup: maud::Markup) -> Response {
+    (status, axum::response::Html(markup.into_string())).into_response()
+}
+
+/// Most query parameters read from a page's URL.
+const MAX_QUERY_PAIRS: usize = 300;
+
+/// A page's query string: the authorization code, and every other parameter.
+struct Query {
+    code: Option<String>,
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Self {
+        let mut code = None;
+        let mut pairs = Vec::new();
+        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).take(MAX_QUERY_PAIRS) {
+            if key == "code" {
+                code = Some(value.into_owned());
+            } else {
+                pairs.push((key.into_owned(), value.into_owned()));
+            }
+        }
+        Self { code, pairs }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.pairs.iter().find(|(name, _)| name == key).map(|(_, value)| value.as_str())
+    }
+
+    /// `path` with every parameter but `code`: where a page goes once the code is redeemed.
+    fn without_code(&self, path: &str) -> String {
+        if self.pairs.is_empty() {
+            return path.to_owned();
+        }
+        let mut rest = url::form_urlencoded::Serializer::new(String::new());
+        rest.extend_pairs(&self.pairs);
+        format!("{path}?{}", rest.finish())
+    }
+}
+
+/// What a page handler reads from a request besides its path.
+struct Incoming {
+    query: Query,
+    post: bool,
+    /// The path as sent: where a page reloads itself.
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Incoming {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query = Query::parse(request.uri().query());
+        let post = request.method() == Method::POST;
+        let path = request.uri().path().to_owned();
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        Ok(Self { query, post, path, headers, body })
+    }
+}
+
+/// A page's live session: its row and end user, and the cookie's token (for CSRF).
+struct Session {
+    page: PageSession,
+    token: SecretString,
+}
+
+impl Session {
+    fn scope(&self) -> &UserScope {
+        &self.page.scope
+    }
+
+    fn csrf(&self) -> String {
+        page_sessions::csrf_token(&self.token)
+    }
+
+    /// Whether `submitted` is this session's CSRF token.
+    fn csrf_matches(&self, submitted: &str) -> bool {
+        page_sessions::csrf_matches(&self.token, submitted)
+    }
+}
+
+/// How a page request starts.
+enum Entry {
+    /// The URL held a code: it opened a session, and the page is reloaded without it.
+    Redirect(Response),
+    Page(Session),
+}
+
+/// What every page does first. A `code` is redeemed for a session of `target`, and the
+/// answer is `303` to the same page without the code, so it leaves the address bar and
+/// the history at once; otherwise the cookie's session is resumed.
+async fn enter(
+    state: &AppState,
+    partner: &str,
+    target: &PageTarget,
+    query: &Query,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Entry, Refusal> {
+    let Some(code) = &query.code else {
+        return Ok(Entry::Page(session(state, partner, headers, target).await?));
+    };
+    let opened = sessions::open(&state.unscoped_db, partner, code, target).await.map_err(|err| match err {
+        OpenError::CodeRefused => session_ended(),
+        OpenError::Other(err) => failed(err),
+    })?;
+    let mut response = Redirect::to(&query.without_code(path)).into_response();
+    let cookie = session_cookie(&state.pages, &target.key(), &opened.token);
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(Entry::Redirect(response))
+}
+
+/// The session behind a request for `target`.
+async fn session(
+    state: &AppState,
+    partner: &str,
+    headers: &HeaderMap,
+    target: &PageTarget,
+) -> Result<Session, Refusal> {
+    let token = session_token(headers, &target.key()).ok_or_else(session_ended)?;
+    let page = sessions::resume(&state.unscoped_db, partner, token.expose_secret(), target).await?;
+    Ok(Session { page: page.ok_or_else(session_ended)?, token })
+}
+
+/// Most form fields read from one post; a real form has a few dozen.
+const MAX_FORM_PAIRS: usize = 500;
+/// More scopes than any environment has are not read.
+const MAX_SCOPES: usize = 200;
+
+/// A form post: its fields by name, and the checked scope boxes (the one repeated name).
+struct Posted {
+    fields: BTreeMap<String, String>,
+    scopes: Vec<String>,
+}
+
+impl Posted {
+    fn field(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", String::as_str)
+    }
+}
+
+/// Reads a form post of `session`, refusing it unless it carries the session's CSRF token.
+fn posted(session: &Session, body: &[u8]) -> Result<Posted, Refusal> {
+    let mut fields = BTreeMap::new();
+    let mut scopes = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(body).take(MAX_FORM_PAIRS) {
+        match key.as_ref() {
+            "scopes" if scopes.len() < MAX_SCOPES => scopes.push(value.into_owned()),
+            "scopes" => {}
+            _ => {
+                fields.insert(key.into_owned(), value.into_owned());
+            }
+        }
+    }
+    if !fields.get("_csrf").is_some_and(|submitted| session.csrf_matches(submitted)) {
+        return Err(form_expired());
+    }
+    Ok(Posted { fields, scopes })
+}
+
+/// A form post or a link without its session's CSRF token.
 fn form_expired() -> Refusal {
     Refusal {
         status: StatusCode::FORBIDDEN,
@@ -195,6 +426,9 @@ fn form_expired() -> Refusal {
     }
 }
 
-fn page(status: StatusCode, markup: maud::Markup) -> Response {
-    (status, axum::response::Html(markup.into_string())).into_response()
+/// The brand of the session's organization.
+async fn brand(state: &AppState, scope: &UserScope) -> Result<views::Brand, Error> {
+    let org = orgs::own(&state.unscoped_db, Caller::User(scope)).await?;
+    let settings = org_settings::of_org(&state.unscoped_db, org.id).await?;
+    Ok(views::Brand::of(&org, settings))
 }

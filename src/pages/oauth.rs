@@ -1,44 +1,33 @@
-//! OAuth 2.0 environments in the hosted pages.
+//! OAuth 2.0 in the auth dialogs: the protocol's side of every dialog (the one for a
+//! service environment, an instance's slot, editing, and the wizard's create form).
 //!
-//! - Authorization code: the dialog shows a "Connect to {service}" link to
-//!   `GET /external/auth/oauth/start/{partner}?target=…&scope=…&_csrf=…`, which starts a
-//!   flow bound to the page session and sends the browser to the provider. The provider
+//! - Authorization code: the dialog's "Connect to {service}" link starts a flow bound to
+//!   the page session ([`start`]) and sends the browser to the provider. The provider
 //!   sends it back to [`CALLBACK_PATH`], where the `state` is checked against the session
-//!   cookie (`SameSite=Lax` comes back on that top-level navigation), used once, and the
-//!   code exchanged.
-//! - Client credentials: the dialog shows a client id and secret form that posts to
-//!   `POST /external/auth/oauth/client-credentials/{partner}?target=…`; a token is fetched
-//!   at once, and nothing is saved unless one comes.
-//!
-//! Both end in [`complete`], which hands the mapped credentials to the page's target.
+//!   cookie (`SameSite=Lax` comes back on that top-level navigation), used once, the code
+//!   exchanged, and the tokens saved by the dialog that started the flow
+//!   ([`auth_dialog::connected`]).
+//! - Client credentials: the dialog's form with the client's fields; [`client_credentials`]
+//!   fetches a token at once, and the dialog saves nothing unless one comes.
 
 use axum::{
-    body::Bytes,
-    extract::{Path, Query, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
-use secrecy::{ExposeSecret, SecretString};
-use std::collections::BTreeMap;
-use uuid::Uuid;
+use secrecy::ExposeSecret;
+use serde_json::Value;
 
-use super::{
-    Refusal,
-    auth_dialog::{failed, not_found, session_ended},
-    forms, oauth_views, page, respond, session_token, views,
-};
+use super::{Opener, Refusal, Session, auth_dialog, failed, forms, respond, session_token};
 use crate::{
-    auth::{Caller, UserScope, page_sessions as auth_sessions},
+    auth::page_sessions as auth_sessions,
     domain::{
-        authentications::{self, NewAuthentication},
         catalog::{self, AuthenticationType, Environment},
         oauth_connect::{self, ConnectError, NewFlow, TakeError},
-        org_settings, orgs,
-        page_sessions::{self, PageTarget},
+        page_sessions::PageTarget,
     },
     error::Error,
     http::AppState,
-    ids::AuthenticationId,
     oauth::{Mapped, OAuthError},
 };
 
@@ -46,187 +35,52 @@ use crate::{
 /// this path, exactly: each OAuth app registers it.
 pub const CALLBACK_PATH: &str = "/external/auth/oauth/callback";
 
-/// More query or form pairs than a real request has are not read.
+/// More query pairs than a provider's answer has are not read.
 const MAX_PAIRS: usize = 500;
-/// More scopes than any environment has are not read.
-const MAX_SCOPES: usize = 200;
 /// Longest authorization code read from the provider's answer.
 const MAX_CODE: usize = 4096;
 
-// ---------------------------------------------------------------------------------------
-// The hook: what a page target connects, and where the connection goes
-
-/// The environment a page target connects.
-async fn environment_of(state: &AppState, scope: &UserScope, target: &PageTarget) -> Result<Environment, Error> {
-    match target {
-        PageTarget::CreateAuthentication { environment_id, .. } => {
-            catalog::environment(&state.unscoped_db, Caller::User(scope), *environment_id).await
-        }
-    }
-}
-
-/// Where a connection made on a page goes, by the page's target: the one function a page
-/// that connects OAuth services adds its arm to. It gets the session's end user, the
-/// target and the credentials mapped from the provider's answer, and returns the
-/// authentication that now holds them (sealed).
-async fn complete(
-    state: &AppState,
-    scope: &UserScope,
-    target: &PageTarget,
-    mapped: Mapped,
-) -> Result<AuthenticationId, Error> {
-    match target {
-        PageTarget::CreateAuthentication { service_id, environment_id } => {
-            let caller = Caller::User(scope);
-            let service = catalog::service(&state.unscoped_db, caller, *service_id).await?;
-            let new = NewAuthentication {
-                name: service.title,
-                service_id: Some(*service_id),
-                environment_id: *environment_id,
-                credentials: mapped.credentials.expose().clone(),
-                user_data: Some(mapped.user_data),
-                scopes: Some(mapped.scopes),
-                hidden: None,
-                custom_fields: None,
-            };
-            let keyring = state.keyring.current();
-            // One flow or one client-credentials check makes one authentication: the flow's
-            // state is single use, and the check runs once per post.
-            Ok(authentications::create(&state.unscoped_db, &keyring, state.refresher.timing(), caller, new, None)
-                .await?
-                .id)
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The dialog's view
-
-/// Whether this module shows the dialog of `environment`.
+/// Whether an environment connects through OAuth rather than a token form.
 pub fn handles(environment: &Environment) -> bool {
     matches!(environment.authentication_type, AuthenticationType::Oauth2 | AuthenticationType::Oauth2clientCredentials)
-}
-
-/// What the auth dialog knows when it hands an OAuth environment over.
-pub struct Dialog<'a> {
-    pub partner: &'a str,
-    pub target: &'a PageTarget,
-    pub brand: &'a views::Brand,
-    pub service: &'a catalog::Service,
-    pub environment: &'a Environment,
-    /// The session's token, for the CSRF token.
-    pub token: &'a SecretString,
-    /// Requested by the partner (`scopes[]`).
-    pub scopes: &'a [String],
-}
-
-/// The dialog of an OAuth environment: the connect link, the client-credentials form, or,
-/// where the organization has not set up its OAuth app, a plain word saying so.
-pub fn dialog(dialog: &Dialog<'_>) -> Response {
-    let csrf = auth_sessions::csrf_token(dialog.token);
-    if dialog.environment.oauth_app.is_none() {
-        let message = match dialog.environment.authentication_type {
-            AuthenticationType::Oauth2clientCredentials => format!(
-                "{} has not set up the token URL for {} yet, so it cannot be connected here. Please let {} know.",
-                dialog.brand.name, dialog.service.title, dialog.brand.name
-            ),
-            _ => format!(
-                "{} has not set up its OAuth app for {} yet, so it cannot be connected here. Please let {} know.",
-                dialog.brand.name, dialog.service.title, dialog.brand.name
-            ),
-        };
-        return page(StatusCode::OK, views::error(Some(dialog.brand), "This service is not set up yet", &message));
-    }
-    let target = dialog.target.key();
-    let subject =
-        oauth_views::Subject { brand: dialog.brand, service: dialog.service, environment: dialog.environment };
-    if dialog.environment.authentication_type == AuthenticationType::Oauth2clientCredentials {
-        let fields = client_credentials_fields(dialog.environment);
-        let form = CredentialsForm { scopes: dialog.scopes.to_vec(), ..CredentialsForm::default() };
-        let action = client_credentials_action(dialog.partner, &target);
-        return page(StatusCode::OK, render_credentials(&subject, &fields, &action, &csrf, &form));
-    }
-    let mut link = url::form_urlencoded::Serializer::new(String::new());
-    link.append_pair("target", &target);
-    for scope in dialog.scopes {
-        link.append_pair("scope", scope);
-    }
-    link.append_pair("_csrf", &csrf);
-    let start_url = format!("/external/auth/oauth/start/{}?{}", path_segment(dialog.partner), link.finish());
-    page(StatusCode::OK, oauth_views::connect(&subject, dialog.scopes, &start_url))
-}
-
-/// `partner` as one path segment.
-fn path_segment(partner: &str) -> String {
-    url::form_urlencoded::byte_serialize(partner.as_bytes()).collect::<String>().replace('+', "%20")
-}
-
-/// The session behind a request for `target`: its id, its end user and its token.
-async fn session(
-    state: &AppState,
-    partner: &str,
-    headers: &HeaderMap,
-    target: &PageTarget,
-) -> Result<(Uuid, UserScope, SecretString), Refusal> {
-    let token = session_token(headers, &target.key()).ok_or_else(session_ended)?;
-    let resumed = page_sessions::resume_session(&state.unscoped_db, partner, token.expose_secret(), target).await?;
-    let (id, scope) = resumed.ok_or_else(session_ended)?;
-    Ok((id, scope, token))
 }
 
 // ---------------------------------------------------------------------------------------
 // Authorization code: start
 
-/// `GET /external/auth/oauth/start/{partner}?target=…&scope=…&_csrf=…`: starts a flow for
-/// the page session and sends the browser to the provider's authorization page.
-pub async fn start(
-    State(state): State<AppState>,
-    Path(partner): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let outcome = start_flow(&state, &partner, raw.as_deref(), &headers).await;
-    respond(&state, &partner, outcome).await
+/// A flow to start from a dialog.
+pub struct Start<'a> {
+    /// The session's page target.
+    pub target: &'a PageTarget,
+    /// What the dialog needs to finish the flow (see [`auth_dialog::Dialog::resumed`]).
+    pub origin: String,
+    pub environment: &'a Environment,
+    pub scopes: Vec<String>,
 }
 
-async fn start_flow(
-    state: &AppState,
-    partner: &str,
-    raw: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<Response, Refusal> {
-    let mut target = None;
-    let mut csrf = None;
-    let mut scopes = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).take(MAX_PAIRS) {
-        match key.as_ref() {
-            "target" => target = PageTarget::from_key(&value),
-            "_csrf" => csrf = Some(value.into_owned()),
-            "scope" if scopes.len() < MAX_SCOPES => scopes.push(value.into_owned()),
-            _ => {}
-        }
-    }
-    let target = target.ok_or_else(not_found)?;
-    let (session_id, scope, token) = session(state, partner, headers, &target).await?;
-    if !csrf.is_some_and(|csrf| auth_sessions::csrf_matches(&token, &csrf)) {
-        return Err(super::form_expired());
-    }
-    let environment = environment_of(state, &scope, &target).await?;
+fn refused(status: StatusCode, title: &'static str, message: &'static str) -> Refusal {
+    Refusal { status, title, message }
+}
+
+/// Starts a flow for the page session and answers `303` to the provider's authorization
+/// page.
+pub async fn start(state: &AppState, session: &Session, start: Start<'_>) -> Result<Response, Refusal> {
     let url = oauth_connect::start(
         &state.unscoped_db,
         &state.keyring.current(),
-        &scope,
+        session.scope(),
         NewFlow {
-            session_id,
-            target: &target.key(),
-            environment: &environment,
-            scopes,
+            session_id: session.page.id,
+            target: &start.target.key(),
+            page: start.origin,
+            environment: start.environment,
+            scopes: start.scopes,
             redirect_uri: &state.pages.oauth_redirect_uri,
         },
     )
     .await
     .map_err(|err| match err {
-        // The scopes asked for: the environment declares others.
+        // The scopes asked for: more than any environment has, or ones it does not offer.
         Error::BadInput(_) => refused(
             StatusCode::BAD_REQUEST,
             "This connection cannot be started",
@@ -262,10 +116,6 @@ fn parse_answer(raw: Option<&str>) -> Answer {
         }
     }
     answer
-}
-
-fn refused(status: StatusCode, title: &'static str, message: &'static str) -> Refusal {
-    Refusal { status, title, message }
 }
 
 fn unknown_state() -> Refusal {
@@ -324,46 +174,54 @@ fn provider_refusal(err: &OAuthError) -> Refusal {
 }
 
 /// `GET /external/auth/oauth/callback?code=…&state=…` (or `?error=…&state=…`): the end of
-/// the authorization code flow.
+/// the authorization code flow, in the dialog that started it.
 pub async fn callback(State(state): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
     let answer = parse_answer(raw.as_deref());
     let found = match answer.state.as_deref() {
         Some(given) => oauth_connect::find(&state.unscoped_db, given).await,
         None => Ok(None),
     };
-    // The organization the page speaks for: the flow's, or else that of a page session
-    // the browser holds, so the opener hears of the failure either way.
-    let org_id = match &found {
-        Ok(Some(found)) => Some(found.org_id()),
-        _ => auth_sessions::org_of_any(&state.unscoped_db, &super::all_session_tokens(&headers)).await.ok().flatten(),
+    let (org_id, outcome, opener) = match found {
+        Ok(Some(found)) => {
+            let resumed = auth_dialog::Dialog::resumed(found.target(), found.page());
+            let opener = resumed.as_ref().map_or(Opener::AuthDialog, |(dialog, _)| dialog.opener());
+            let outcome = match resumed {
+                Some((dialog, form_key)) => finish(&state, &headers, &found, &dialog, &form_key, answer).await,
+                None => Err(failed(Error::internal(anyhow::anyhow!("an OAuth flow holds an unknown page")))),
+            };
+            (Some(found.org_id()), outcome, opener)
+        }
+        // The organization the page speaks for is then that of a page session the browser
+        // holds, so the opener hears of the failure either way.
+        other => {
+            let tokens = super::all_session_tokens(&headers);
+            let org_id = auth_sessions::org_of_any(&state.unscoped_db, &tokens).await.ok().flatten();
+            let outcome = match other {
+                Err(err) => Err(failed(err)),
+                _ => Err(unknown_state()),
+            };
+            (org_id, outcome, Opener::AuthDialog)
+        }
     };
-    let outcome = match found {
-        Ok(Some(found)) => finish(&state, &headers, &found, answer).await,
-        Ok(None) => Err(unknown_state()),
-        Err(err) => Err(failed(err)),
-    };
-    match org_id {
-        Some(org_id) => respond(&state, &org_id.to_string(), outcome).await,
-        None => respond(&state, "", outcome).await,
-    }
+    let partner = org_id.map(|org_id| org_id.to_string()).unwrap_or_default();
+    respond(&state, &partner, opener, outcome).await
 }
 
 async fn finish(
     state: &AppState,
     headers: &HeaderMap,
     found: &oauth_connect::Found,
+    dialog: &auth_dialog::Dialog,
+    form_key: &str,
     answer: Answer,
 ) -> Result<Response, Refusal> {
     let db = &state.unscoped_db;
-    let session = match session_token(headers, found.target()) {
-        Some(token) => {
-            auth_sessions::resolve_session(db, found.org_id(), token.expose_secret(), found.target()).await?
-        }
+    let token = session_token(headers, found.target());
+    let page = match &token {
+        Some(token) => auth_sessions::resolve(db, found.org_id(), token.expose_secret(), found.target()).await?,
         None => None,
     };
-    let taken = oauth_connect::take(db, &state.keyring, found, session).await.map_err(take_refused)?;
-    let target = PageTarget::from_key(found.target())
-        .ok_or_else(|| failed(Error::internal(anyhow::anyhow!("an OAuth flow holds an unknown page target"))))?;
+    let taken = oauth_connect::take(db, &state.keyring, found, page).await.map_err(take_refused)?;
     let code = match (answer.error, answer.code) {
         (Some(error), _) => {
             let err = OAuthError::refused(&error);
@@ -379,43 +237,30 @@ async fn finish(
     let exchanged =
         oauth_connect::exchange(db, &state.keyring, &state.outbound, &taken, &code, &state.pages.oauth_redirect_uri)
             .await;
-    let (environment, mapped) = match exchanged {
-        Ok(done) => done,
+    let mapped = match exchanged {
+        Ok((_, mapped)) => mapped,
         Err(ConnectError::OAuth(err)) => {
             tracing::warn!(error = %err, "an OAuth code exchange failed");
             return Err(provider_refusal(&err));
         }
         Err(ConnectError::Other(err)) => return Err(failed(err)),
     };
-    let id = match complete(state, &taken.scope, &target, mapped).await {
-        Ok(id) => id,
+    // `take` found the session by this very token.
+    let token = token.ok_or_else(|| take_refused(TakeError::OtherSession))?;
+    let session = Session { page: taken.session, token };
+    match auth_dialog::connected(state, &session, dialog, form_key, mapped).await {
+        Ok(response) => Ok(response),
         Err(Error::BadInput(message)) => {
             // Schema violations name fields and JSON pointers, never values.
             tracing::warn!(%message, "a provider's token answer does not fit its environment's schemas");
-            return Err(refused(
+            Err(refused(
                 StatusCode::BAD_GATEWAY,
                 "The service's answer does not fit this connection",
                 "The service gave tokens this connection cannot hold, so nothing was saved. Please tell the app's support.",
-            ));
+            ))
         }
-        Err(err) => return Err(failed(err)),
-    };
-    finished(state, &taken.scope, &environment, id).await
-}
-
-/// The page that tells the opener the authentication is there, then closes.
-async fn finished(
-    state: &AppState,
-    scope: &UserScope,
-    environment: &Environment,
-    id: AuthenticationId,
-) -> Result<Response, Refusal> {
-    let db = &state.unscoped_db;
-    let caller = Caller::User(scope);
-    let org = orgs::own(db, caller).await?;
-    let brand = views::Brand::of(&org, org_settings::of_org(db, org.id).await?);
-    let service = catalog::service(db, caller, environment.service_id).await?;
-    Ok(page(StatusCode::OK, views::finished(&brand, &service, &id.to_string())))
+        Err(err) => Err(failed(err)),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -425,12 +270,17 @@ async fn finished(
 const TOKEN_FIELDS: &[&str] =
     &["access_token", "refresh_token", "token_type", "expires_in", "expires_at", "scope", "id_token"];
 
-/// The form's fields: the environment's credentials but the token's own, with a client id
-/// and secret where the schema names none, then its user data.
-fn client_credentials_fields(environment: &Environment) -> Vec<forms::Field> {
+/// Whether a credentials property is the token answer's to fill.
+pub fn is_token_field(property: &str) -> bool {
+    TOKEN_FIELDS.contains(&property)
+}
+
+/// The credentials fields of a client-credentials form: the environment's but the token's
+/// own, with a client id and secret where the schema names none.
+pub fn client_credentials_fields(environment: &Environment) -> Vec<forms::Field> {
     let mut fields: Vec<forms::Field> = forms::fields(forms::Document::Credentials, &environment.credentials_schema)
         .into_iter()
-        .filter(|field| !TOKEN_FIELDS.contains(&field.property.as_str()))
+        .filter(|field| !is_token_field(&field.property))
         .collect();
     for (property, label, kind) in [
         ("client_secret", "Client secret", forms::Kind::Input("password")),
@@ -448,156 +298,53 @@ fn client_credentials_fields(environment: &Environment) -> Vec<forms::Field> {
             fields.insert(0, fixed);
         }
     }
-    fields.extend(forms::fields(forms::Document::UserData, &environment.user_data_schema));
     fields
 }
 
-fn client_credentials_action(partner: &str, target: &str) -> String {
-    let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("target", target).finish();
-    format!("/external/auth/oauth/client-credentials/{}?{query}", path_segment(partner))
+/// Why a client-credentials form saves nothing.
+pub enum Refused {
+    /// Shown on the form: its status and what to do.
+    Form(StatusCode, String),
+    /// latchkey's failure: an error page.
+    Page(Error),
 }
 
-#[derive(Default)]
-struct CredentialsForm {
-    scopes: Vec<String>,
-    values: BTreeMap<String, String>,
-    errors: BTreeMap<String, String>,
-    form_error: Option<String>,
-}
-
-fn render_credentials(
-    subject: &oauth_views::Subject<'_>,
-    fields: &[forms::Field],
-    action: &str,
-    csrf: &str,
-    form: &CredentialsForm,
-) -> maud::Markup {
-    oauth_views::client_credentials(
-        subject,
-        &oauth_views::ClientCredentials {
-            fields,
-            action,
-            csrf,
-            scopes: &form.scopes,
-            values: &form.values,
-            errors: &form.errors,
-            form_error: form.form_error.as_deref(),
-        },
-    )
-}
-
-/// The query of the client-credentials form's post.
-#[derive(serde::Deserialize)]
-pub struct CredentialsTarget {
-    /// The session's page target, by its key.
-    target: String,
-}
-
-/// `POST /external/auth/oauth/client-credentials/{partner}?target=…`: checks the CSRF
-/// token, fetches a token with the client id and secret given, and saves them with it.
-/// A refusal shows on the form and saves nothing.
-pub async fn client_credentials_submit(
-    State(state): State<AppState>,
-    Path(partner): Path<String>,
-    Query(query): Query<CredentialsTarget>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let outcome = check_client_credentials(&state, &partner, &query.target, &headers, &body).await;
-    respond(&state, &partner, outcome).await
-}
-
-async fn check_client_credentials(
+/// Fetches a token with the client id and secret of `credentials` from the environment's
+/// token URL, and maps it into the documents the form filled.
+pub async fn client_credentials(
     state: &AppState,
-    partner: &str,
-    target_key: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, Refusal> {
-    let target = PageTarget::from_key(target_key).ok_or_else(not_found)?;
-    let (_, scope, token) = session(state, partner, headers, &target).await?;
-    let (posted, scopes) = forms::posted(body);
-    if !posted.get("_csrf").is_some_and(|submitted| auth_sessions::csrf_matches(&token, submitted)) {
-        return Err(super::form_expired());
-    }
-    let db = &state.unscoped_db;
-    let caller = Caller::User(&scope);
-    let environment = environment_of(state, &scope, &target).await?;
-    if environment.authentication_type != AuthenticationType::Oauth2clientCredentials {
-        return Err(not_found());
-    }
-    let service = catalog::service(db, caller, environment.service_id).await?;
-    let org = orgs::own(db, caller).await?;
-    let brand = views::Brand::of(&org, org_settings::of_org(db, org.id).await?);
-    let fields = client_credentials_fields(&environment);
-    let subject = oauth_views::Subject { brand: &brand, service: &service, environment: &environment };
-    let (credential_fields, user_data_fields): (Vec<_>, Vec<_>) =
-        fields.iter().cloned().partition(|field| field.document == forms::Document::Credentials);
-    let (credentials, mut errors) = forms::read(&credential_fields, &posted);
-    let (user_data, user_data_errors) = forms::read(&user_data_fields, &posted);
-    errors.extend(user_data_errors);
-    for field in fields.iter().filter(|field| field.required) {
-        if posted.get(&field.name()).is_none_or(|value| value.trim().is_empty()) {
-            errors.entry(field.name()).or_insert_with(|| "is required".to_owned());
-        }
-    }
-    let mut form = CredentialsForm {
-        scopes: scopes.clone(),
-        // Secrets never go back into the page.
-        values: posted.into_iter().filter(|(key, _)| !fields.iter().any(|f| f.secret() && &f.name() == key)).collect(),
-        errors,
-        form_error: None,
-    };
-    let action = client_credentials_action(partner, target_key);
-    let csrf = auth_sessions::csrf_token(&token);
-    let refuse = |status: StatusCode, form: &CredentialsForm| {
-        Ok(page(status, render_credentials(&subject, &fields, &action, &csrf, form)))
-    };
-    if !form.errors.is_empty() {
-        return refuse(StatusCode::UNPROCESSABLE_ENTITY, &form);
-    }
-    let mapped = match oauth_connect::client_credentials(
-        &state.outbound,
-        &environment,
-        &credentials,
-        &user_data,
-        scopes,
-    )
-    .await
-    {
-        Ok(mapped) => mapped,
-        Err(ConnectError::OAuth(err)) => {
+    environment: &Environment,
+    service: &catalog::Service,
+    credentials: &Value,
+    user_data: &Value,
+    scopes: Vec<String>,
+) -> Result<Mapped, Refused> {
+    let err =
+        match oauth_connect::client_credentials(&state.outbound, environment, credentials, user_data, scopes).await {
+            Ok(mapped) => return Ok(mapped),
+            Err(err) => err,
+        };
+    let service = &service.title;
+    Err(match err {
+        ConnectError::OAuth(err) => {
             tracing::info!(error = %err, "a client-credentials check failed");
-            let (status, message) = match &err {
-                OAuthError::Refused { error } => (
+            match &err {
+                OAuthError::Refused { error } => Refused::Form(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("{} refused this client ID and secret ({error}). Check them and try again.", service.title),
+                    format!("{service} refused this client ID and secret ({error}). Check them and try again."),
                 ),
-                OAuthError::Unavailable(_) => (
+                OAuthError::Unavailable(_) => Refused::Form(
                     StatusCode::BAD_GATEWAY,
-                    format!("{} could not be reached. Nothing was saved; try again in a moment.", service.title),
+                    format!("{service} could not be reached. Nothing was saved; try again in a moment."),
                 ),
-                OAuthError::Failed(_) => (
+                OAuthError::Failed(_) => Refused::Form(
                     StatusCode::BAD_GATEWAY,
-                    format!("{}'s answer could not be used, so nothing was saved.", service.title),
+                    format!("{service}'s answer could not be used, so nothing was saved."),
                 ),
-            };
-            form.form_error = Some(message);
-            return refuse(status, &form);
+            }
         }
-        Err(ConnectError::Other(Error::BadInput(message))) => {
-            form.form_error = Some(message);
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, &form);
-        }
-        Err(ConnectError::Other(err)) => return Err(failed(err)),
-    };
-    match complete(state, &scope, &target, mapped).await {
-        Ok(id) => Ok(page(StatusCode::OK, views::finished(&brand, &service, &id.to_string()))),
-        // The schemas' checks: their messages name fields, never values.
-        Err(Error::BadInput(message)) => {
-            form.form_error = Some(message);
-            refuse(StatusCode::UNPROCESSABLE_ENTITY, &form)
-        }
-        Err(err) => Err(failed(err)),
-    }
+        // The scopes' and the client's own checks: their messages name fields, never values.
+        ConnectError::Other(Error::BadInput(message)) => Refused::Form(StatusCode::UNPROCESSABLE_ENTITY, message),
+        ConnectError::Other(err) => Refused::Page(err),
+    })
 }

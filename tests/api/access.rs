@@ -42,6 +42,10 @@ enum Target {
     Solution,
     /// A solution instance owned by end user 1 of organization A.
     Instance,
+    /// A webhook endpoint of organization A.
+    WebhookEndpoint,
+    /// A delivery to a webhook endpoint of organization A.
+    WebhookDelivery,
     /// Nothing: the field is published but not offered, and answers `NOT_SUPPORTED` to
     /// every caller its token lets in.
     Unsupported,
@@ -60,7 +64,7 @@ const fn row(ty: &'static str, field: &'static str, access: Access, target: Targ
 }
 
 use Access::{Master, MasterOrUser, User};
-use Target::{Authentication, Environment, Instance, Nothing, Service, Solution};
+use Target::{Authentication, Environment, Instance, Nothing, Service, Solution, WebhookDelivery, WebhookEndpoint};
 
 /// `$env` and `$svc` are the built-in Zendesk environment and service.
 const TABLE: &[Row] = &[
@@ -90,6 +94,49 @@ const TABLE: &[Row] = &[
         Master,
         Nothing,
         "mutation { updateOrganizationSettings(input: {displayName: \"Acme\"}) { organizationSettings { displayName } } }",
+    ),
+    row("Query", "webhookEndpoints", Master, Nothing, "{ webhookEndpoints(first: 1) { edges { node { id } } } }"),
+    row(
+        "Query",
+        "webhookDeliveries",
+        Master,
+        WebhookEndpoint,
+        "query($id: ID!) { webhookDeliveries(endpointId: $id, first: 1) { edges { node { id } } } }",
+    ),
+    row(
+        "Mutation",
+        "createWebhookEndpoint",
+        Master,
+        Nothing,
+        "mutation { createWebhookEndpoint(input: {url: \"http://127.0.0.1:9/hooks\", eventTypes: [AUTHENTICATION_CREATED]}) { webhookEndpoint { id } } }",
+    ),
+    row(
+        "Mutation",
+        "updateWebhookEndpoint",
+        Master,
+        WebhookEndpoint,
+        "mutation($id: ID!) { updateWebhookEndpoint(input: {webhookEndpointId: $id, enabled: false}) { webhookEndpoint { id } } }",
+    ),
+    row(
+        "Mutation",
+        "removeWebhookEndpoint",
+        Master,
+        WebhookEndpoint,
+        "mutation($id: ID!) { removeWebhookEndpoint(input: {webhookEndpointId: $id}) { clientMutationId } }",
+    ),
+    row(
+        "Mutation",
+        "rotateWebhookEndpointSecret",
+        Master,
+        WebhookEndpoint,
+        "mutation($id: ID!) { rotateWebhookEndpointSecret(input: {webhookEndpointId: $id}) { webhookEndpoint { id } } }",
+    ),
+    row(
+        "Mutation",
+        "redeliverWebhookEvent",
+        Master,
+        WebhookDelivery,
+        "mutation($id: ID!) { redeliverWebhookEvent(input: {deliveryId: $id}) { delivery { id } } }",
     ),
     row("Viewer", "details", MasterOrUser, Nothing, "{ viewer { details { username } } }"),
     row("Viewer", "authentications", MasterOrUser, Nothing, "{ viewer { authentications { edges { node { id } } } } }"),
@@ -315,7 +362,7 @@ fn expected(row: &Row, caller: Caller) -> Option<&'static str> {
     let finds = match row.target {
         Target::Unsupported => return Some("NOT_SUPPORTED"),
         Target::Nothing => true,
-        Target::User | Target::Service | Target::Environment => caller == MasterA,
+        Target::User | Target::Service | Target::Environment | WebhookEndpoint | WebhookDelivery => caller == MasterA,
         Target::Authentication => matches!(caller, MasterA | User1A),
         // Any end user of organization A may instantiate its published solutions.
         Target::Solution => matches!(caller, MasterA | User1A | User2A),
@@ -385,6 +432,14 @@ impl Fixture {
                 let solution = server.publish_solution(master, "Acme sync").await;
                 json!(server.create_instance(&self.user1_token, &solution, "target").await)
             }
+            WebhookEndpoint => json!(self.make_webhook_endpoint().await),
+            WebhookDelivery => {
+                let endpoint = self.make_webhook_endpoint().await;
+                server.import_zendesk(&self.user1_token, &self.zendesk_env, "delivered").await;
+                let query = "query($id: ID!) { webhookDeliveries(endpointId: $id) { edges { node { id } } } }";
+                let data = server.ok(master, query, json!({"id": endpoint})).await;
+                data["webhookDeliveries"]["edges"][0]["node"]["id"].clone()
+            }
             Target::Environment => {
                 let service = server.create_custom_service(master, &format!("svc-{tag}")).await;
                 let data = server
@@ -445,8 +500,45 @@ impl Fixture {
                 let data = server.ok(&self.user1_token, query, json!({"id": id})).await;
                 data["viewer"]["solutionInstances"]["edges"][0]["node"]["name"] == "target"
             }
+            WebhookEndpoint => {
+                use sea_orm::EntityTrait;
+                let id = uuid::Uuid::parse_str(id.as_str().unwrap()).unwrap();
+                let row = entity::webhook_endpoint::Entity::find_by_id(id).one(&server.db).await.unwrap();
+                row.is_some_and(|row| row.enabled && row.updated_at == row.created_at)
+            }
+            WebhookDelivery => {
+                use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+                let id = uuid::Uuid::parse_str(id.as_str().unwrap()).unwrap();
+                let Some(row) = entity::webhook_delivery::Entity::find_by_id(id).one(&server.db).await.unwrap() else {
+                    return false;
+                };
+                let copies = entity::webhook_delivery::Entity::find()
+                    .filter(entity::webhook_delivery::Column::EventSeq.eq(row.event_seq))
+                    .filter(entity::webhook_delivery::Column::EndpointId.eq(row.endpoint_id))
+                    .count(&server.db)
+                    .await
+                    .unwrap();
+                copies == 1
+            }
             Target::Nothing | Target::Unsupported => true,
         }
+    }
+
+    /// A fresh webhook endpoint of organization A, subscribed to `authentication.created`.
+    /// An organization holds at most 20, and every call makes one, so the earlier ones go
+    /// first.
+    async fn make_webhook_endpoint(&self) -> String {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let server = &self.server;
+        let org = server.org_of(&server.master).await;
+        entity::webhook_endpoint::Entity::delete_many()
+            .filter(entity::webhook_endpoint::Column::OrgId.eq(org))
+            .exec(&server.db)
+            .await
+            .unwrap();
+        let create = "mutation { createWebhookEndpoint(input: {url: \"http://127.0.0.1:9/hooks\", eventTypes: [AUTHENTICATION_CREATED]}) { webhookEndpoint { id } } }";
+        let data = server.ok(&server.master, create, json!({})).await;
+        data["createWebhookEndpoint"]["webhookEndpoint"]["id"].as_str().unwrap().to_owned()
     }
 }
 

@@ -647,3 +647,43 @@ async fn removing_an_authentication_while_instances_take_it_up_either_refuses_or
         assert!(exists || used == 0, "a removed authentication is used by no instance");
     }
 }
+
+/// A token that one replica has already accepted is refused by it as soon as another
+/// replica revokes it: at once on PostgreSQL (a notification), within the poll on SQLite.
+#[tokio::test]
+async fn a_revocation_on_one_replica_reaches_the_other_that_cached_the_token() {
+    let cluster = Cluster::new().await;
+    let (first, second) = (cluster.start(&[]).await, cluster.start(&[]).await);
+    let api = Api::new(vec![first.base.clone()]);
+    let user = api
+        .ok(
+            &cluster.master,
+            "mutation { createExternalUser(input: {name: \"r\", externalUserId: \"r\"}) { userId } }",
+            json!({}),
+        )
+        .await["createExternalUser"]["userId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = api
+        .ok(&cluster.master, "mutation($u: ID!) { authorize(input: {userId: $u}) { accessToken } }", json!({"u": user}))
+        .await["authorize"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on_second = Api::new(vec![second.base.clone()]);
+    for _ in 0..3 {
+        on_second.ok(&token, "{ viewer { details { name } } }", json!({})).await;
+    }
+    api.ok(
+        &cluster.master,
+        "mutation($u: ID!) { revokeUserTokens(input: {userId: $u}) { clientMutationId } }",
+        json!({"u": user}),
+    )
+    .await;
+    let refused = crate::support::eventually_refused(&second.base, &token).await;
+    assert_eq!(crate::support::error_code(&refused).as_deref(), Some("UNAUTHENTICATED"), "{refused}");
+    // And the replica that revoked refuses it at once.
+    let first_answer = api.run(0, &token, "{ viewer { details { name } } }", json!({})).await;
+    assert!(first_answer.is_err_and(|err| err.contains("UNAUTHENTICATED")), "refused at once");
+}

@@ -6,6 +6,7 @@
 mod access;
 mod at_rest;
 mod authentications;
+mod browser;
 mod catalog;
 mod concurrency;
 mod graphiql;
@@ -26,4 +27,7 @@ mod schema;
 mod solutions;
 mod startup;
 mod support;
+mod tls;
 mod users;
+mod webhooks;
+mod wizard;

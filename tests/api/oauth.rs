@@ -97,6 +97,28 @@ impl Provider {
     }
 }
 
+/// The dialog's "Connect to …" link, as its `href` says (relative).
+fn connect_link(page: &str) -> String {
+    let at = page.find("_action=connect").unwrap_or_else(|| panic!("a connect link in {page}"));
+    let start = page[..at].rfind("href=\"").unwrap() + "href=\"".len();
+    page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&")
+}
+
+/// Follows `url` through latchkey's redirects (the code's redemption) to its page.
+async fn show(browser: &reqwest::Client, url: Url) -> (Url, String) {
+    let mut url = url;
+    for _ in 0..3 {
+        let response = browser.get(url.clone()).send().await.unwrap();
+        if response.status().is_redirection() {
+            url = location(&response);
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        return (url, response.text().await.unwrap());
+    }
+    panic!("too many redirects from {url}");
+}
+
 /// A browser: keeps cookies, follows no redirect on its own.
 pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().unwrap()
@@ -117,7 +139,7 @@ fn popup(body: &str) -> (String, String) {
         Some(element[at..at + element[at..].find('"')?].to_owned())
     };
     let message = attribute("data-message").unwrap_or_default();
-    let value = attribute("data-auth-id").or_else(|| attribute("data-error")).unwrap_or_default();
+    let value = attribute("data-value").unwrap_or_default();
     (message, value)
 }
 
@@ -161,14 +183,29 @@ impl Connect {
 
     /// Opens the auth dialog with a fresh code and returns its page.
     async fn open(&self, browser: &reqwest::Client, scopes: &[&str]) -> String {
-        open_dialog(&self.server, browser, &self.user, (&self.service, &self.environment), scopes).await
+        open_dialog(&self.server, browser, &self.user, (&self.service, &self.environment), scopes).await.1
+    }
+
+    /// Opens the page at `path` (a dialog's or the wizard's) with a fresh code: its URL
+    /// without the code, and the page.
+    async fn open_page(&self, path: &str) -> (Url, String) {
+        let code = self.server.authorization_code(&self.server.master, &self.user).await;
+        let mut url = Url::parse(&format!("{}{path}", self.server.base)).unwrap();
+        url.query_pairs_mut().append_pair("code", &code);
+        show(&self.browser, url).await
+    }
+
+    /// The whole flow from a page with a connect link, as an end user who allows access:
+    /// latchkey's answer to the provider's return.
+    async fn connect_from(&self, page: &str) -> reqwest::Response {
+        let authorize = self.to_provider(&self.browser, page).await;
+        let callback = self.sign_in(&self.browser, authorize, true).await;
+        self.browser.get(callback).send().await.unwrap()
     }
 
     /// Follows the dialog's "Connect to …" link to the provider's authorization URL.
     async fn to_provider(&self, browser: &reqwest::Client, page: &str) -> Url {
-        let start = page.find("href=\"/external/auth/oauth/start/").expect("a connect link") + "href=\"".len();
-        let link = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
-        let started = browser.get(format!("{}{link}", self.server.base)).send().await.unwrap();
+        let started = browser.get(format!("{}{}", self.server.base, connect_link(page))).send().await.unwrap();
         assert_eq!(started.status(), StatusCode::SEE_OTHER);
         let authorize = location(&started);
         assert!(authorize.as_str().starts_with(&format!("{}/auth?", self.provider.issuer)), "{authorize}");
@@ -446,24 +483,10 @@ async fn client_credentials_are_checked_with_the_provider_before_they_are_saved(
     )
     .await;
     let c = Connect { environment, ..c };
-    let page = c.open(&c.browser, &["contacts.read"]).await;
+    let (url, page) =
+        open_dialog(&c.server, &c.browser, &c.user, (&c.service, &c.environment), &["contacts.read"]).await;
     assert!(page.contains("name=\"credentials.client_id\"") && page.contains("name=\"credentials.client_secret\""));
-    let action = {
-        let start = page.find("action=\"").unwrap() + "action=\"".len();
-        page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&")
-    };
-    let csrf = {
-        let start = page.find("name=\"_csrf\" value=\"").unwrap() + "name=\"_csrf\" value=\"".len();
-        page[start..start + page[start..].find('"').unwrap()].to_owned()
-    };
-    let post = |secret: &'static str| {
-        c.browser.post(format!("{}{action}", c.server.base)).form(&[
-            ("_csrf", csrf.as_str()),
-            ("scopes", "contacts.read"),
-            ("credentials.client_id", CLIENT_ID),
-            ("credentials.client_secret", secret),
-        ])
-    };
+    let post = client_credentials_post(&c.browser, &url, &page);
 
     let refused = post("wrong-secret").send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -485,6 +508,28 @@ async fn client_credentials_are_checked_with_the_provider_before_they_are_saved(
     assert!(credentials["access_token"].as_str().is_some_and(|token| !token.is_empty()));
     assert!(chrono::DateTime::parse_from_rfc3339(credentials["expires_at"].as_str().unwrap()).is_ok());
     assert!(!body.contains(credentials["access_token"].as_str().unwrap()));
+}
+
+/// A post of the client-credentials form of `page` at `url`, with the test client's id and
+/// `secret`.
+fn client_credentials_post<'a>(
+    browser: &'a reqwest::Client,
+    url: &'a Url,
+    page: &str,
+) -> impl Fn(&str) -> reqwest::RequestBuilder + 'a {
+    let csrf = {
+        let start = page.find("name=\"_csrf\" value=\"").unwrap() + "name=\"_csrf\" value=\"".len();
+        page[start..start + page[start..].find('"').unwrap()].to_owned()
+    };
+    move |secret: &str| {
+        browser.post(url.clone()).form(&[
+            ("_csrf", csrf.as_str()),
+            ("name", "Acme CRM"),
+            ("scopes", "contacts.read"),
+            ("credentials.client_id", CLIENT_ID),
+            ("credentials.client_secret", secret),
+        ])
+    }
 }
 
 #[tokio::test]
@@ -576,7 +621,7 @@ async fn open_dialog(
     user: &str,
     (service, environment): (&str, &str),
     scopes: &[&str],
-) -> String {
+) -> (Url, String) {
     let code = server.authorization_code(&server.master, user).await;
     let mut url = Url::parse(&format!("{}/external/auth/create/default", server.base)).unwrap();
     url.query_pairs_mut().append_pair("serviceId", service).append_pair("serviceEnvironmentId", environment);
@@ -584,22 +629,19 @@ async fn open_dialog(
         url.query_pairs_mut().append_pair("scopes[]", scope);
     }
     url.query_pairs_mut().append_pair("code", &code);
-    let opened = browser.get(url).send().await.unwrap();
-    let page = browser.get(location(&opened)).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    page.text().await.unwrap()
+    show(browser, url).await
 }
 
 #[tokio::test]
 async fn the_connect_link_needs_the_sessions_csrf_token() {
     let (server, service, environment, user) = offline().await;
     let browser = browser();
-    let page = open_dialog(&server, &browser, &user, (&service, &environment), &["contacts.read"]).await;
-    let start = page.find("href=\"/external/auth/oauth/start/").unwrap() + "href=\"".len();
-    let link = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
+    let (_, page) = open_dialog(&server, &browser, &user, (&service, &environment), &["contacts.read", "admin"]).await;
+    let link = connect_link(&page);
+    assert!(link.starts_with("/external/auth/create/default?"), "the dialog's own URL: {link}");
     assert!(link.contains("_csrf=") && !link.contains("lk_page_"), "{link}");
 
-    let forged = link.split("&_csrf=").next().unwrap().to_owned() + "&_csrf=forged";
+    let forged = link.replace("&_csrf=", "&_csrf=forged");
     let refused = browser.get(format!("{}{forged}", server.base)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(popup(&refused.text().await.unwrap()).0, "tray.authPopup.error");
@@ -609,17 +651,15 @@ async fn the_connect_link_needs_the_sessions_csrf_token() {
     use sea_orm::{EntityTrait, PaginatorTrait};
     assert_eq!(entity::oauth_flow::Entity::find().count(&server.db).await.unwrap(), 0, "no flow started");
 
-    // Scopes the environment does not declare are not asked for.
-    let unknown = link.replace("scope=contacts.read", "scope=admin");
-    let refused = browser.get(format!("{}{unknown}", server.base)).send().await.unwrap();
-    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    assert!(refused.text().await.unwrap().contains("permissions this service does not offer"));
-    assert_eq!(entity::oauth_flow::Entity::find().count(&server.db).await.unwrap(), 0, "no flow started");
-
+    // Scopes the environment does not declare are not asked for, from the page's URL or
+    // added to the link.
+    let link = format!("{link}&scopes[]=contacts.write.all");
     let started = browser.get(format!("{}{link}", server.base)).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::SEE_OTHER);
     let authorize = location(&started);
     assert!(authorize.as_str().starts_with("http://127.0.0.1:9/auth?"), "{authorize}");
+    let scope = authorize.query_pairs().find(|(key, _)| key == "scope").unwrap().1.into_owned();
+    assert_eq!(scope, "contacts.read");
     let row = entity::oauth_flow::Entity::find().one(&server.db).await.unwrap().unwrap();
     let state = authorize.query_pairs().find(|(key, _)| key == "state").unwrap().1.into_owned();
     assert_eq!(row.state_hash, latchkey::crypto::sha256_hex(state.as_bytes()), "only the state's hash is stored");
@@ -634,7 +674,199 @@ async fn an_oauth_environment_without_an_app_says_the_organization_must_set_one_
     let (service, environment) = server.builtin_environment("slack").await;
     let user = server.create_user(&server.master, "oauth-user").await;
     let browser = browser();
-    let page = open_dialog(&server, &browser, &user, (&service, &environment), &["contacts.read"]).await;
+    let (_, page) = open_dialog(&server, &browser, &user, (&service, &environment), &["contacts.read"]).await;
     assert!(page.contains("has not set up its OAuth app for Slack yet"), "{page}");
-    assert!(!page.contains("/external/auth/oauth/start/"), "no link to a flow that cannot work");
+    assert!(!page.contains("_action=connect"), "no link to a flow that cannot work");
+    assert_eq!(popup(&page).0, "tray.authPopup.error");
+}
+
+// Every auth dialog connects OAuth services, saving through the same once-per-session save
+// as its form.
+
+const CREATE_SOLUTION: &str = "mutation($in: CreateSolutionInput!) { createSolution(input: $in) { solution { id } } }";
+const PUBLISH: &str = "mutation($id: ID!) { publishSolution(input: {solutionId: $id}) { solution { version } } }";
+const AUTH_VALUES: &str = "query($c: SolutionInstanceSearchCriteria) { viewer { solutionInstances(criteria: $c) { edges { node { authValues { externalId authId } } } } } }";
+
+impl Connect {
+    /// An instance of a published solution with one required auth slot, `crm`, for the
+    /// OAuth environment.
+    async fn instance(&self) -> String {
+        let input = json!({"in": {
+            "title": "CRM sync",
+            "authSlots": [{"externalId": "crm", "title": "CRM", "serviceId": self.service,
+                "serviceEnvironmentId": self.environment, "scopes": ["openid", "offline_access", "contacts.read"],
+                "required": true}],
+            "workflows": [{"name": "Sync"}]}});
+        let data = self.server.ok(&self.server.master, CREATE_SOLUTION, input).await;
+        let solution = data["createSolution"]["solution"]["id"].as_str().unwrap().to_owned();
+        self.server.ok(&self.server.master, PUBLISH, json!({"id": solution})).await;
+        self.server.create_instance(&self.user_token, &solution, "Mine").await
+    }
+
+    /// The authentication in the instance's `crm` slot, if any.
+    async fn slot_value(&self, instance: &str) -> Option<String> {
+        let data = self.server.ok(&self.user_token, AUTH_VALUES, json!({"c": {"id": instance}})).await;
+        let values = data["viewer"]["solutionInstances"]["edges"][0]["node"]["authValues"].as_array().unwrap().clone();
+        values
+            .iter()
+            .find(|value| value["externalId"] == "crm")
+            .map(|value| value["authId"].as_str().unwrap().to_owned())
+    }
+
+    async fn flows(&self) -> u64 {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        entity::oauth_flow::Entity::find().count(&self.server.db).await.unwrap()
+    }
+}
+
+/// The value of the `name` attribute after `marker` in `page`.
+fn attribute_after(page: &str, marker: &str, name: &str) -> String {
+    let from = page.find(marker).unwrap_or_else(|| panic!("{marker} in {page}"));
+    let at = from + page[from..].find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+    page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn connecting_through_the_slot_dialog_sets_the_new_authentication_on_the_instance() {
+    let test = "connecting_through_the_slot_dialog_sets_the_new_authentication_on_the_instance";
+    let Some(c) = Connect::new(test).await else { return };
+    let instance = c.instance().await;
+    let (_, page) = c.open_page(&format!("/external/auth/create/default/{instance}/crm")).await;
+    assert!(page.contains("Connect to Acme CRM") && page.contains("Read your contacts"), "{page}");
+
+    let back = c.connect_from(&page).await;
+    assert_eq!(back.status(), StatusCode::OK);
+    let body = back.text().await.unwrap();
+    let (message, id) = popup(&body);
+    assert_eq!(message, "tray.authpopup.finish", "{body}");
+    assert_eq!(c.slot_value(&instance).await.as_deref(), Some(id.as_str()), "the slot holds the new authentication");
+    let listed = c.authentications().await;
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0]["scopes"].as_array().unwrap().contains(&json!("contacts.read")), "the slot's scopes: {listed:?}");
+    let (credentials, _) = c.full_read(&id).await;
+    assert!(credentials["refresh_token"].as_str().is_some_and(|token| !token.is_empty()));
+
+    // The dialog saved: its link, followed again, starts nothing and answers the same.
+    let flows = c.flows().await;
+    let again = c.browser.get(format!("{}{}", c.server.base, connect_link(&page))).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(popup(&again.text().await.unwrap()), ("tray.authpopup.finish".to_owned(), id));
+    assert_eq!(c.flows().await, flows, "no flow started");
+    assert_eq!(c.authentications().await.len(), 1);
+    assert_eq!(c.provider.grants("authorization_code").await, 1);
+}
+
+#[tokio::test]
+async fn connecting_in_the_wizard_comes_back_picked_and_finishing_sets_it_on_the_instance() {
+    let test = "connecting_in_the_wizard_comes_back_picked_and_finishing_sets_it_on_the_instance";
+    let Some(c) = Connect::new(test).await else { return };
+    let instance = c.instance().await;
+    let wizard = format!("/external/solutions/default/configure/{instance}");
+    let (_, step) = c.open_page(&wizard).await;
+    let create = format!("{wizard}/auth/crm");
+    assert!(step.contains(&format!("href=\"{create}\"")), "a link to create a connection: {step}");
+
+    let (_, page) = show(&c.browser, Url::parse(&format!("{}{create}", c.server.base)).unwrap()).await;
+    assert!(connect_link(&page).starts_with(&format!("{create}?")), "{page}");
+    assert!(page.contains(&format!("href=\"{wizard}?step=0\"")), "Back to the wizard: {page}");
+    assert_eq!(popup(&page).0, "", "the wizard's forms tell the opener nothing");
+
+    let back = c.connect_from(&page).await;
+    assert_eq!(location(&back).path(), wizard, "back to the wizard");
+    assert_eq!(location(&back).query(), Some("step=0"));
+    let listed = c.authentications().await;
+    assert_eq!(listed.len(), 1);
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(c.slot_value(&instance).await, None, "set when the wizard finishes");
+    let (url, step) = show(&c.browser, location(&back)).await;
+    assert!(step.contains(&format!("value=\"{id}\" checked")), "the new connection is picked: {step}");
+
+    // Next, then Finish.
+    let csrf = attribute_after(&step, "name=\"_csrf\"", "value");
+    let next = c
+        .browser
+        .post(url)
+        .form(&[("_csrf", csrf.as_str()), ("auth.crm", id.as_str()), ("_action", "next")])
+        .send()
+        .await
+        .unwrap();
+    let (url, settings) = show(&c.browser, location(&next)).await;
+    let csrf = attribute_after(&settings, "name=\"_csrf\"", "value");
+    let finished = c.browser.post(url).form(&[("_csrf", csrf.as_str()), ("_action", "finish")]).send().await.unwrap();
+    assert_eq!(finished.status(), StatusCode::OK);
+    let body = finished.text().await.unwrap();
+    assert_eq!(popup(&body), ("tray.configPopup.finish".to_owned(), instance.clone()), "{body}");
+    assert_eq!(c.slot_value(&instance).await, Some(id));
+    assert_eq!(c.authentications().await.len(), 1);
+}
+
+#[tokio::test]
+async fn reconnecting_in_the_edit_dialog_replaces_the_tokens_and_keeps_the_authentication() {
+    let test = "reconnecting_in_the_edit_dialog_replaces_the_tokens_and_keeps_the_authentication";
+    let Some(c) = Connect::new(test).await else { return };
+    let (_, status, body) = c.connect(&["openid", "offline_access", "contacts.read"]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = popup(&body).1;
+    let (before, user_data) = c.full_read(&id).await;
+    let listed = c.authentications().await;
+
+    let (_, page) = c.open_page(&format!("/external/auth/edit/default/{id}")).await;
+    assert!(page.contains("Reconnect your Acme CRM connection"), "{page}");
+    let back = c.connect_from(&page).await;
+    assert_eq!(back.status(), StatusCode::OK);
+    let body = back.text().await.unwrap();
+    assert_eq!(popup(&body), ("tray.authpopup.finish".to_owned(), id.clone()), "the same authentication");
+    assert_eq!(c.provider.grants("authorization_code").await, 2);
+
+    let (after, user_data_after) = c.full_read(&id).await;
+    for token in ["access_token", "refresh_token"] {
+        assert!(after[token].as_str().is_some_and(|new| !new.is_empty() && before[token] != new), "a new {token}");
+    }
+    assert_eq!(user_data_after, user_data);
+    // Its id, name and owner (the end user still lists it and reads it in full) stay.
+    assert_eq!(c.authentications().await, listed);
+    // The new access token is the provider's own.
+    let userinfo = reqwest::Client::new()
+        .get(format!("{}/me", c.provider.issuer))
+        .bearer_auth(after["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn client_credentials_sent_twice_save_one_authentication() {
+    let test = "client_credentials_sent_twice_save_one_authentication";
+    let Some(c) = Connect::new(test).await else { return };
+    let environment = oauth_environment(
+        &c.server.api(),
+        &c.server.master,
+        &c.service,
+        "oauth2client_credentials",
+        &c.provider.issuer,
+        "unused",
+        "unused",
+    )
+    .await;
+    let (url, page) = open_dialog(&c.server, &c.browser, &c.user, (&c.service, &environment), &[]).await;
+    let post = client_credentials_post(&c.browser, &url, &page);
+
+    let (first, second) = tokio::join!(post(CLIENT_SECRET).send(), post(CLIENT_SECRET).send());
+    let mut ids = Vec::new();
+    for answer in [first.unwrap(), second.unwrap()] {
+        assert_eq!(answer.status(), StatusCode::OK);
+        let (message, id) = popup(&answer.text().await.unwrap());
+        assert_eq!(message, "tray.authpopup.finish");
+        ids.push(id);
+    }
+    assert_eq!(ids[0], ids[1], "both answer the one authentication");
+    assert_eq!(c.authentications().await.len(), 1);
+
+    // Sent again later: the provider is not asked again, and nothing more is saved.
+    let grants = c.provider.grants("client_credentials").await;
+    let again = post(CLIENT_SECRET).send().await.unwrap();
+    assert_eq!(popup(&again.text().await.unwrap()).1, ids[0]);
+    assert_eq!(c.provider.grants("client_credentials").await, grants);
+    assert_eq!(c.authentications().await.len(), 1);
 }

@@ -7,20 +7,20 @@ use serde_json::json;
 use crate::support::TestServer;
 
 /// A page client: no redirects followed, no cookies kept, so each test sees both.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-struct Pages {
-    server: TestServer,
-    user: String,
-    service: String,
-    environment: String,
-    browser: reqwest::Client,
+pub(crate) struct Pages {
+    pub(crate) server: TestServer,
+    pub(crate) user: String,
+    pub(crate) service: String,
+    pub(crate) environment: String,
+    pub(crate) browser: reqwest::Client,
 }
 
 impl Pages {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::on(TestServer::start().await).await
     }
 
@@ -30,7 +30,7 @@ impl Pages {
         Self { server, user, service, environment, browser: browser() }
     }
 
-    async fn code(&self, master: &str, user: &str) -> String {
+    pub(crate) async fn code(&self, master: &str, user: &str) -> String {
         self.server.authorization_code(master, user).await
     }
 
@@ -40,7 +40,7 @@ impl Pages {
         )
     }
 
-    async fn get(&self, path_and_query: &str, cookie: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn get(&self, path_and_query: &str, cookie: Option<&str>) -> reqwest::Response {
         let mut request = self.browser.get(format!("{}{path_and_query}", self.server.base));
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
@@ -60,11 +60,11 @@ impl Pages {
     }
 }
 
-fn set_cookie(response: &reqwest::Response) -> String {
+pub(crate) fn set_cookie(response: &reqwest::Response) -> String {
     response.headers().get(header::SET_COOKIE).expect("a session cookie").to_str().unwrap().to_owned()
 }
 
-async fn html(response: reqwest::Response) -> (StatusCode, String) {
+pub(crate) async fn html(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
@@ -328,7 +328,7 @@ async fn the_stylesheets_are_served_from_the_binary() {
 // The auth dialog's form
 
 /// The value of the first `attribute="…"` after `marker` in `body`.
-fn attribute_after(body: &str, marker: &str, attribute: &str) -> String {
+pub(crate) fn attribute_after(body: &str, marker: &str, attribute: &str) -> String {
     let rest = &body[body.find(marker).unwrap_or_else(|| panic!("{marker} in {body}"))..];
     let start = rest.find(&format!("{attribute}=\"")).unwrap() + attribute.len() + 2;
     rest[start..start + rest[start..].find('"').unwrap()].to_owned()
@@ -344,7 +344,7 @@ impl Pages {
         (location, cookie, csrf)
     }
 
-    async fn post(&self, location: &str, cookie: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, location: &str, cookie: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         self.browser
             .post(format!("{}{location}", self.server.base))
             .header(header::COOKIE, cookie)
@@ -354,7 +354,7 @@ impl Pages {
             .unwrap()
     }
 
-    async fn authentications(&self) -> Vec<serde_json::Value> {
+    pub(crate) async fn authentications(&self) -> Vec<serde_json::Value> {
         let token = self.server.user_token(&self.server.master, &self.user).await;
         let data =
             self.server.ok(&token, "{ viewer { authentications { edges { node { id name } } } } }", json!({})).await;
@@ -362,14 +362,14 @@ impl Pages {
     }
 }
 
-const VALID: &[(&str, &str)] = &[
+pub(crate) const VALID: &[(&str, &str)] = &[
     ("name", "Support desk"),
     ("credentials.email", "agent@acme.test"),
     ("credentials.api_token", "zd-secret-token-0001"),
     ("userData.subdomain", "acme"),
 ];
 
-fn with_csrf<'a>(csrf: &'a str, fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn with_csrf<'a>(csrf: &'a str, fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut all = vec![("_csrf", csrf)];
     all.extend_from_slice(fields);
     all
@@ -461,7 +461,7 @@ async fn a_valid_post_saves_the_authentication_and_tells_only_the_allowed_origin
     assert_eq!(saved[0]["node"]["name"], "Support desk");
     let id = saved[0]["node"]["id"].as_str().unwrap();
     assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-message"), "tray.authpopup.finish");
-    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-auth-id"), id);
+    assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-value"), id);
     assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-origins"), "[&quot;https://app.acme.example&quot;]");
     assert!(!body.contains("zd-secret-token-0001"));
 }
@@ -479,7 +479,7 @@ async fn a_form_sent_twice_saves_one_authentication() {
     assert_eq!(saved.len(), 1, "{saved:?}");
     let id = saved[0]["node"]["id"].as_str().unwrap();
     for (_, body) in [first, second] {
-        assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-auth-id"), id);
+        assert_eq!(attribute_after(&body, "id=\"lk-popup\"", "data-value"), id);
     }
 }
 

@@ -172,12 +172,28 @@ impl TestServer {
         let master =
             app.bootstrap.as_ref().expect("a fresh database bootstraps").master_token.expose_secret().to_owned();
         let db = app.db().clone();
-        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let (shutdown, signal) = oneshot::channel::<()>();
         tokio::spawn(app.serve(listener, async move {
             let _ = signal.await;
         }));
         Self { base, master, client: reqwest::Client::new(), db, storage, shutdown: Some(shutdown) }
+    }
+
+    /// A server that serves HTTPS with a self-signed certificate for 127.0.0.1, and a
+    /// client that trusts it.
+    pub async fn start_https(customize: impl FnOnce(&mut RawConfig)) -> (Self, SelfSigned) {
+        let storage = Storage::new().await;
+        let certificate = SelfSigned::write(storage.dir.path());
+        let mut server = Self::start_on(storage, |raw| {
+            raw.tls_cert = Some(certificate.cert_path.display().to_string());
+            raw.tls_key = Some(certificate.key_path.display().to_string());
+            customize(raw);
+        })
+        .await;
+        server.client = certificate.client(reqwest::Client::builder());
+        (server, certificate)
     }
 
     /// A second organization with its own master token (organization B).
@@ -204,18 +220,6 @@ impl TestServer {
 
     pub async fn create_user(&self, master: &str, external_id: &str) -> String {
         self.api().create_user(master, external_id).await
-    }
-
-    /// A fresh authorization code for an end user, as a partner gets one to open a page.
-    pub async fn authorization_code(&self, master: &str, user_id: &str) -> String {
-        let data = self
-            .ok(
-                master,
-                "mutation($u: ID!) { generateAuthorizationCode(input: {userId: $u}) { authorizationCode } }",
-                json!({"u": user_id}),
-            )
-            .await;
-        data["generateAuthorizationCode"]["authorizationCode"].as_str().expect("authorizationCode").to_owned()
     }
 
     pub async fn user_token(&self, master: &str, user_id: &str) -> String {
@@ -246,6 +250,19 @@ impl TestServer {
             .update(&self.db)
             .await
             .expect("enable full reads");
+    }
+
+    /// A fresh authorization code for `user`, as a partner backend gets one before it
+    /// opens a hosted page.
+    pub async fn authorization_code(&self, master: &str, user: &str) -> String {
+        let data = self
+            .ok(
+                master,
+                "mutation($u: ID!) { generateAuthorizationCode(input: {userId: $u}) { authorizationCode } }",
+                json!({"u": user}),
+            )
+            .await;
+        data["generateAuthorizationCode"]["authorizationCode"].as_str().expect("authorizationCode").to_owned()
     }
 
     /// The ids of a built-in service and its `Production` environment.
@@ -323,6 +340,30 @@ impl Drop for TestServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// A self-signed certificate for `127.0.0.1` and `localhost`, as PEM files.
+pub struct SelfSigned {
+    pub cert_pem: String,
+    pub cert_path: std::path::PathBuf,
+    pub key_path: std::path::PathBuf,
+}
+
+impl SelfSigned {
+    pub fn write(dir: &std::path::Path) -> Self {
+        let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("a self-signed certificate");
+        let (cert_path, key_path) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+        std::fs::write(&cert_path, pair.cert.pem()).expect("write the certificate");
+        std::fs::write(&key_path, pair.signing_key.serialize_pem()).expect("write the key");
+        Self { cert_pem: pair.cert.pem(), cert_path, key_path }
+    }
+
+    /// `builder` finished with this certificate as its one trusted root.
+    pub fn client(&self, builder: reqwest::ClientBuilder) -> reqwest::Client {
+        let root = reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).expect("a PEM certificate");
+        builder.tls_built_in_root_certs(false).add_root_certificate(root).build().expect("an HTTPS client")
     }
 }
 
@@ -432,5 +473,29 @@ impl Api {
             )
             .await;
         data["createService"]["service"]["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The answer to a trivial query with `token` at `base` once it is refused, asking every
+/// 10 ms for up to two seconds: for a revocation made by another process, which a server
+/// hears through a PostgreSQL notification (milliseconds) or its one-second poll (SQLite).
+pub async fn eventually_refused(base: &str, token: &str) -> Value {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        let answer: Value = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"query": "{ viewer { details { name } } }"}))
+            .send()
+            .await
+            .expect("an answer")
+            .json()
+            .await
+            .expect("a JSON answer");
+        if error_code(&answer).is_some() || started.elapsed() > std::time::Duration::from_secs(2) {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

@@ -43,7 +43,10 @@ fn world() -> &'static World {
             db::migrate(&conn).await.expect("migrations");
             let org = orgs::create(&conn, "properties").await.expect("organization");
             let (_, token) = master_tokens::create(&conn, org.id, "properties").await.expect("master token");
-            (Authenticator::new(conn, tokens.clone()), token.expose_secret().to_owned())
+            (
+                Authenticator::new(conn, tokens.clone(), latchkey::auth::Revocations::new()),
+                token.expose_secret().to_owned(),
+            )
         });
         // A well-signed user token of a user that does not exist: refused all the same.
         let user_token = tokens.mint(OrgId::generate(), UserId::generate(), 0).expect("minted").token;

@@ -16,6 +16,7 @@ enum OauthFlows {
     UserId,
     PageSessionId,
     Target,
+    Page,
     EnvironmentId,
     Scopes,
     PkceVerifier,
@@ -44,6 +45,7 @@ fn oauth_flows() -> TableCreateStatement {
         .col(uuid(OauthFlows::UserId))
         .col(uuid(OauthFlows::PageSessionId))
         .col(text(OauthFlows::Target))
+        .col(text(OauthFlows::Page))
         .col(uuid(OauthFlows::EnvironmentId))
         .col(text(OauthFlows::Scopes))
         .col(blob(OauthFlows::PkceVerifier))
