@@ -2,8 +2,8 @@
 //! loopback, `tests/oauth-server`) with access tokens of seconds and rotating refresh
 //! tokens: the lazy refresh of the full read, the background job, exactly one refresh per
 //! expiry (in one process and across two on one database), a revocation, an outage, client
-//! credentials, forced refreshes, the hard expiry the expiring notice warns of, and a
-//! process killed mid-refresh.
+//! credentials, forced refreshes, the hard expiry the expiring notice warns of, the
+//! webhooks a refresh and a refusal send, and a process killed mid-refresh.
 //!
 //! The provider's tokens are obtained by driving its authorization code flow (PKCE) from
 //! the test and imported with `createUserAuthentication` into an environment whose OAuth
@@ -28,6 +28,7 @@ use crate::{
     oauth::{CLIENT_ID, CLIENT_SECRET, Provider, browser, oauth_environment, sign_in},
     process::Cluster,
     support::{Api, Storage, TestServer, captured_logs},
+    webhooks::{Receipt, Receiver, Script, create_endpoint},
 };
 
 /// The test client's redirect URI: the test takes the code from it; nothing listens there.
@@ -470,6 +471,57 @@ async fn a_hard_expiry_ahead_is_announced_once_per_expiry() {
     .await;
     assert_eq!(expiry::scan(&server.db, chrono::Utc::now(), week).await.unwrap(), 1);
     assert_eq!(audited(&server.db, "authentication.expiring", &soon).await, 2);
+}
+
+/// What a partner hears of the keep-alive: a lazy refresh is `authentication.updated`
+/// with `cause: "refreshed"`, and a grant the provider revoked is
+/// `authentication.refresh_failed` with its error code, each delivered signed, in order.
+#[tokio::test]
+async fn a_refresh_and_a_revoked_grant_reach_the_partners_webhook_endpoint() {
+    let test = "a_refresh_and_a_revoked_grant_reach_the_partners_webhook_endpoint";
+    let server = server(&[("interval", "0")]).await;
+    let Some(s) = Scene::new(test, server.api(), &server.master, 4, "oauth2").await else { return };
+    let receiver = Receiver::start(Script::default()).await;
+    let types = ["AUTHENTICATION_UPDATED", "AUTHENTICATION_REFRESH_FAILED"];
+    let (_, secret) = create_endpoint(&server.base, &server.master, &receiver.url(), &types).await;
+    receiver.trust(&secret);
+    let id = s.connect().await;
+    let first = s.full(&id).await;
+
+    // Due half-way through the token's 4 s life: the read refreshes it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let refreshed = s.full(&id).await;
+    assert_eq!(s.refreshes().await, 1);
+    assert_ne!(refreshed["credentials"]["access_token"], first["credentials"]["access_token"]);
+    let of_id = |receipts: &[Receipt]| -> Vec<Receipt> {
+        receipts.iter().filter(|r| r.payload["data"]["authenticationId"] == id.as_str()).cloned().collect()
+    };
+    let updated = receiver.wait_for("authentication.updated", |receipts| !of_id(receipts).is_empty()).await;
+    let updated = of_id(&updated);
+    assert_eq!(updated[0].kind(), "authentication.updated");
+    assert_eq!(updated[0].payload["data"]["cause"], "refreshed", "{}", updated[0].payload);
+    assert_eq!(updated[0].verified, vec![true], "signed with the endpoint's secret");
+
+    // The end user disconnects the app at the provider: the next refresh is refused.
+    s.provider.revoke().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(s.full(&id).await["status"], "REFRESH_FAILED");
+    let receipts = receiver
+        .wait_for("authentication.refresh_failed", |receipts| {
+            of_id(receipts).iter().any(|r| r.kind() == "authentication.refresh_failed")
+        })
+        .await;
+    let receipts = of_id(&receipts);
+    let kinds: Vec<&str> = receipts.iter().map(Receipt::kind).collect();
+    assert_eq!(kinds, ["authentication.updated", "authentication.refresh_failed"], "one each, in order");
+    let failed = &receipts[1];
+    assert_eq!(failed.payload["data"]["reason"], "invalid_grant", "{}", failed.payload);
+    assert_eq!(failed.verified, vec![true]);
+    for receipt in &receipts {
+        for secret in [&first["credentials"]["refresh_token"], &refreshed["credentials"]["access_token"]] {
+            assert!(!receipt.body.contains(secret.as_str().unwrap()), "no credential in a payload");
+        }
+    }
 }
 
 // Two processes on one database (SQLite file by default, PostgreSQL with
