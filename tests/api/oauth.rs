@@ -177,6 +177,14 @@ impl Connect {
         Some(Self { server, provider, user_token, service, environment, browser: browser(), user })
     }
 
+    /// A client-credentials environment of the service: the end user brings the client,
+    /// and the environment's app only names the provider's token URL.
+    async fn client_credentials_environment(&self) -> String {
+        let (api, master) = (self.server.api(), &self.server.master);
+        let kind = "oauth2client_credentials";
+        oauth_environment(&api, master, &self.service, kind, &self.provider.issuer, "unused", "unused").await
+    }
+
     fn callback(&self) -> String {
         format!("{}{CALLBACK_PATH}", self.server.base)
     }
@@ -472,16 +480,7 @@ async fn client_credentials_are_checked_with_the_provider_before_they_are_saved(
     let test = "client_credentials_are_checked_with_the_provider_before_they_are_saved";
     let Some(c) = Connect::new(test).await else { return };
     // The end user brings the client; the environment's app only names the token URL.
-    let environment = oauth_environment(
-        &c.server.api(),
-        &c.server.master,
-        &c.service,
-        "oauth2client_credentials",
-        &c.provider.issuer,
-        "unused",
-        "unused",
-    )
-    .await;
+    let environment = c.client_credentials_environment().await;
     let c = Connect { environment, ..c };
     let (url, page) =
         open_dialog(&c.server, &c.browser, &c.user, (&c.service, &c.environment), &["contacts.read"]).await;
@@ -839,16 +838,7 @@ async fn reconnecting_in_the_edit_dialog_replaces_the_tokens_and_keeps_the_authe
 async fn client_credentials_sent_twice_save_one_authentication() {
     let test = "client_credentials_sent_twice_save_one_authentication";
     let Some(c) = Connect::new(test).await else { return };
-    let environment = oauth_environment(
-        &c.server.api(),
-        &c.server.master,
-        &c.service,
-        "oauth2client_credentials",
-        &c.provider.issuer,
-        "unused",
-        "unused",
-    )
-    .await;
+    let environment = c.client_credentials_environment().await;
     let (url, page) = open_dialog(&c.server, &c.browser, &c.user, (&c.service, &environment), &[]).await;
     let post = client_credentials_post(&c.browser, &url, &page);
 
