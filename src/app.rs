@@ -26,6 +26,7 @@ use crate::{
         catalog,
         idempotency::Fingerprinter,
         installation::{self, Bootstrap},
+        refresh::Refresher,
     },
     graphql::{self, Limits, Services},
     http::{self, AppState},
@@ -120,8 +121,11 @@ impl App {
                 outbound: self.state.outbound.clone(),
                 settings: self.webhooks,
             }
-            .run(stop),
+            .run(stop.clone()),
         );
+        if let Some(interval) = self.state.refresher.interval() {
+            workers.spawn(crate::workers::refresh::run(self.state.refresher.clone(), interval, stop));
+        }
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
@@ -157,7 +161,9 @@ fn state(
     revocations.watch(db.clone(), listen_url);
     let authenticator = Authenticator::new(db.clone(), user_tokens.clone(), revocations.clone());
     let outbound = crate::outbound::Outbound::new(config.outbound);
-    let services = Services::new(db.clone(), user_tokens, keyring.clone(), revocations, outbound.clone());
+    let refresher = Refresher::new(db.clone(), keyring.clone(), outbound.clone(), config.refresh);
+    let services =
+        Services::new(db.clone(), user_tokens, keyring.clone(), revocations, outbound.clone(), refresher.clone());
     let schema = graphql::build_schema(services, limits);
     AppState {
         schema,
@@ -170,6 +176,7 @@ fn state(
         graphiql: limits.introspection,
         pages: Arc::new(crate::pages::PagesConfig::new(&config.public_url)),
         outbound,
+        refresher,
     }
 }
 

@@ -22,6 +22,11 @@ pub struct RawConfig {
     pub max_connections: Option<String>,
     pub header_timeout: Option<String>,
     pub outbound_allow_private: Option<String>,
+    pub refresh_interval: Option<String>,
+    pub refresh_before: Option<String>,
+    pub refresh_idle_days: Option<String>,
+    pub refresh_backoff: Option<String>,
+    pub refresh_lease: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub webhook_retry_schedule: Option<String>,
@@ -40,6 +45,16 @@ pub const DEFAULT_RATE_LIMIT_BURST: u32 = 50;
 /// Well under the usual 1024 open files, leaving room for the database pool and files.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_REFRESH_INTERVAL_SECS: u64 = 60;
+pub const DEFAULT_REFRESH_BEFORE_SECS: u64 = 300;
+pub const DEFAULT_REFRESH_IDLE_DAYS: u64 = 30;
+pub const DEFAULT_REFRESH_BACKOFF_SECS: u64 = 30;
+pub const DEFAULT_REFRESH_LEASE_SECS: u64 = 60;
+/// A lease must outlast the longest call to a token URL, with room to store the answer.
+pub const MIN_REFRESH_LEASE_SECS: u64 = 20;
+/// Bounds that keep the durations representable and sensible.
+const MAX_REFRESH_SECS: u64 = 7 * 24 * 3600;
+const MAX_DAYS: u64 = 3650;
 pub const DEFAULT_WEBHOOK_EXPIRING_DAYS: u64 = 7;
 const MAX_WEBHOOK_EXPIRING_DAYS: u64 = 365;
 
@@ -66,6 +81,37 @@ pub struct Config {
     pub tls: Option<crate::tls::Tls>,
     /// Retries of webhook deliveries, and how early expiries are warned of.
     pub webhooks: crate::workers::webhooks::WebhookSettings,
+    /// When and how authentications are kept alive.
+    pub refresh: RefreshConfig,
+}
+
+/// When and how authentications are kept alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshConfig {
+    /// Between two passes of the background job; `None`: no background job (refreshes
+    /// then happen only when a credential is read or a refresh is forced).
+    pub interval: Option<Duration>,
+    /// How long before its expiry an access token is renewed.
+    pub before: Duration,
+    /// A refresh token unused this long is used anyway.
+    pub idle_after: Duration,
+    /// The wait before the first retry after a transient failure; it doubles per attempt.
+    pub backoff: Duration,
+    /// How long one process's claim on a refresh lasts.
+    pub lease: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        let days = |days: u64| Duration::from_secs(days * 24 * 3600);
+        Self {
+            interval: Some(Duration::from_secs(DEFAULT_REFRESH_INTERVAL_SECS)),
+            before: Duration::from_secs(DEFAULT_REFRESH_BEFORE_SECS),
+            idle_after: days(DEFAULT_REFRESH_IDLE_DAYS),
+            backoff: Duration::from_secs(DEFAULT_REFRESH_BACKOFF_SECS),
+            lease: Duration::from_secs(DEFAULT_REFRESH_LEASE_SECS),
+        }
+    }
 }
 
 /// Requests per second each caller may make, with the burst it may spend at once.
@@ -105,6 +151,7 @@ impl fmt::Debug for Config {
             .field("rate_limit", &self.rate_limit)
             .field("connections", &self.connections)
             .field("outbound", &self.outbound)
+            .field("refresh", &self.refresh)
             .field("tls", &self.tls)
             .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
@@ -125,6 +172,7 @@ fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
 
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let refresh = refresh_config(&raw)?;
         let bind_text = raw.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
         let bind: SocketAddr = bind_text
             .trim()
@@ -240,10 +288,64 @@ impl Config {
             rate_limit,
             connections,
             outbound,
+            refresh,
             tls,
             webhooks,
         })
     }
+}
+
+/// A whole number within `range`, or `default` when absent.
+fn bounded(
+    raw: &Option<String>,
+    variable: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value = number(raw.clone(), variable, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(variable, format!("must be from {} to {}", range.start(), range.end())))
+    }
+}
+
+fn refresh_config(raw: &RawConfig) -> Result<RefreshConfig, ConfigError> {
+    let secs = Duration::from_secs;
+    let days = |days: u64| Duration::from_secs(days * 24 * 3600);
+    let interval = bounded(
+        &raw.refresh_interval,
+        "LATCHKEY_REFRESH_INTERVAL",
+        DEFAULT_REFRESH_INTERVAL_SECS,
+        0..=MAX_REFRESH_SECS,
+    )?;
+    Ok(RefreshConfig {
+        interval: (interval > 0).then(|| secs(interval)),
+        before: secs(bounded(
+            &raw.refresh_before,
+            "LATCHKEY_REFRESH_BEFORE",
+            DEFAULT_REFRESH_BEFORE_SECS,
+            0..=MAX_REFRESH_SECS,
+        )?),
+        idle_after: days(bounded(
+            &raw.refresh_idle_days,
+            "LATCHKEY_REFRESH_IDLE_DAYS",
+            DEFAULT_REFRESH_IDLE_DAYS,
+            1..=MAX_DAYS,
+        )?),
+        backoff: secs(bounded(
+            &raw.refresh_backoff,
+            "LATCHKEY_REFRESH_BACKOFF",
+            DEFAULT_REFRESH_BACKOFF_SECS,
+            1..=MAX_REFRESH_SECS,
+        )?),
+        lease: secs(bounded(
+            &raw.refresh_lease,
+            "LATCHKEY_REFRESH_LEASE",
+            DEFAULT_REFRESH_LEASE_SECS,
+            MIN_REFRESH_LEASE_SECS..=MAX_REFRESH_SECS,
+        )?),
+    })
 }
 
 /// A yes-or-no setting, or `default` when the value is absent.
@@ -325,6 +427,10 @@ mod tests {
             (RawConfig { rate_limit_burst: Some("0".into()), ..Default::default() }, "LATCHKEY_RATE_LIMIT_BURST"),
             (RawConfig { max_connections: Some("0".into()), ..Default::default() }, "LATCHKEY_MAX_CONNECTIONS"),
             (RawConfig { header_timeout: Some("10s".into()), ..Default::default() }, "LATCHKEY_HEADER_TIMEOUT"),
+            (RawConfig { refresh_interval: Some("1m".into()), ..Default::default() }, "LATCHKEY_REFRESH_INTERVAL"),
+            (RawConfig { refresh_lease: Some("5".into()), ..Default::default() }, "LATCHKEY_REFRESH_LEASE"),
+            (RawConfig { refresh_idle_days: Some("0".into()), ..Default::default() }, "LATCHKEY_REFRESH_IDLE_DAYS"),
+            (RawConfig { refresh_backoff: Some("0".into()), ..Default::default() }, "LATCHKEY_REFRESH_BACKOFF"),
             (
                 RawConfig { webhook_retry_schedule: Some("soon".into()), ..Default::default() },
                 "LATCHKEY_WEBHOOK_RETRY_SCHEDULE",

@@ -59,6 +59,8 @@ pub struct AppState {
     pub pages: Arc<crate::pages::PagesConfig>,
     /// Calls to other servers (token URLs, webhook endpoints), pinned to allowed addresses.
     pub outbound: crate::outbound::Outbound,
+    /// Keeps OAuth credentials alive: lazily, when forced, and in the background.
+    pub refresher: crate::domain::refresh::Refresher,
 }
 
 impl FromRef<AppState> for Authenticator {

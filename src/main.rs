@@ -71,6 +71,25 @@ struct Options {
     /// addresses (for tests and private networks) [default: false]
     #[arg(long, env = "LATCHKEY_OUTBOUND_ALLOW_PRIVATE", global = true)]
     outbound_allow_private: Option<String>,
+    /// Seconds between passes of the background refresh job on this process; 0 turns it
+    /// off (credentials are then refreshed only when read or forced) [default: 60]
+    #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", global = true)]
+    refresh_interval: Option<String>,
+    /// Seconds before its expiry an OAuth access token is refreshed (at most half its
+    /// lifetime) [default: 300]
+    #[arg(long, env = "LATCHKEY_REFRESH_BEFORE", global = true)]
+    refresh_before: Option<String>,
+    /// Days after which an unused refresh token is used anyway, before the provider lets
+    /// it lapse [default: 30]
+    #[arg(long, env = "LATCHKEY_REFRESH_IDLE_DAYS", global = true)]
+    refresh_idle_days: Option<String>,
+    /// Seconds before the first retry of a refresh that failed transiently; doubles per
+    /// attempt, up to an hour, with jitter [default: 30]
+    #[arg(long, env = "LATCHKEY_REFRESH_BACKOFF", global = true)]
+    refresh_backoff: Option<String>,
+    /// Seconds one process's claim on a refresh lasts; at least 20 [default: 60]
+    #[arg(long, env = "LATCHKEY_REFRESH_LEASE", global = true)]
+    refresh_lease: Option<String>,
     /// PEM file with the certificate chain (server certificate first); with
     /// LATCHKEY_TLS_KEY, latchkey serves HTTPS itself [default: plain HTTP]
     #[arg(long, env = "LATCHKEY_TLS_CERT", global = true)]
@@ -205,6 +224,11 @@ impl Options {
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
             outbound_allow_private: self.outbound_allow_private,
+            refresh_interval: self.refresh_interval,
+            refresh_before: self.refresh_before,
+            refresh_idle_days: self.refresh_idle_days,
+            refresh_backoff: self.refresh_backoff,
+            refresh_lease: self.refresh_lease,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             webhook_retry_schedule: self.webhook_retry_schedule,

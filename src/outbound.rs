@@ -16,7 +16,7 @@ use url::Url;
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole call may take, answer included.
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The most of an answer that is read; token answers and webhook replies are far smaller.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 

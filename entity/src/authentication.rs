@@ -28,6 +28,20 @@ pub struct Model {
     pub expiry_reported_for: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// When the access token expires; `None` when unknown.
+    pub expires_at: Option<DateTimeUtc>,
+    pub refresh_expires_at: Option<DateTimeUtc>,
+    /// `refresh_token`, `client_credentials`, or `None`: how the access token is renewed.
+    pub renewal: Option<String>,
+    /// `ACTIVE`, `REFRESH_FAILED` or `REVOKED`.
+    pub status: String,
+    pub credentials_version: i64,
+    pub refresh_due_at: Option<DateTimeUtc>,
+    pub refresh_lease_until: Option<DateTimeUtc>,
+    pub refresh_lease_owner: Option<Uuid>,
+    pub refresh_attempts: i32,
+    pub refresh_error: Option<String>,
+    pub last_used_at: Option<DateTimeUtc>,
 }
 
 /// Sealed bytes are never printed, even as ciphertext.
@@ -39,6 +53,9 @@ impl std::fmt::Debug for Model {
             .field("owner_user_id", &self.owner_user_id)
             .field("environment_id", &self.environment_id)
             .field("key_id", &self.key_id)
+            .field("status", &self.status)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_due_at", &self.refresh_due_at)
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@ mod m20261121_000006_page_sessions;
 mod m20261121_000007_page_session_drafts;
 mod m20261122_000001_webhooks;
 mod m20261122_000002_oauth_flows;
+mod m20261123_000001_authentication_refresh;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000007_page_session_drafts::Migration),
             Box::new(m20261122_000001_webhooks::Migration),
             Box::new(m20261122_000002_oauth_flows::Migration),
+            Box::new(m20261123_000001_authentication_refresh::Migration),
         ]
     }
 }

@@ -17,9 +17,11 @@ use serde_json::Value;
 use super::{
     audit,
     catalog::{self, Environment, Service},
+    expiry::{self, Lifecycle, Status, Timing},
     idempotency::{self, Begun, Idempotency},
     json_schema, orgs,
     pagination::{Page, PageRequest},
+    refresh::{self, Outcome, Refresher},
     required_text,
     webhooks::{self, events::AuthenticationChange},
 };
@@ -48,6 +50,9 @@ pub struct Authentication {
     pub custom_fields: Value,
     pub created_at: chrono::DateTime<Utc>,
     pub updated_at: chrono::DateTime<Utc>,
+    pub status: Status,
+    /// When the access token expires, where latchkey knows.
+    pub expires_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// The secrets, opened. Only [`read_full`] makes one.
@@ -222,6 +227,11 @@ fn checked_contents(
     Ok(Contents { name, credentials, user_data, scopes, custom_fields: checked_custom_fields(custom_fields)? })
 }
 
+/// Seals a new value of one field of an existing row.
+pub(super) fn seal_field(keyring: &Keyring, row: &authentication::Model, field: Field, value: &Value) -> Vec<u8> {
+    envelope::seal(keyring, &binding(row, field), value.to_string().as_bytes())
+}
+
 fn seal(
     keyring: &Keyring,
     org_id: OrgId,
@@ -235,6 +245,8 @@ fn seal(
 
 fn to_authentication(row: authentication::Model, service: Service, environment: Environment) -> Result<Authentication> {
     Ok(Authentication {
+        status: expiry::status(&row, Utc::now()),
+        expires_at: row.expires_at,
         id: AuthenticationId(row.id),
         owner: row.owner_user_id.map(UserId),
         name: row.name,
@@ -281,6 +293,7 @@ async fn one_with_catalog(
 pub async fn create(
     db: &DatabaseConnection,
     keyring: &Keyring,
+    timing: Timing,
     caller: Caller<'_>,
     new: NewAuthentication,
     idempotency: Option<&Idempotency>,
@@ -304,7 +317,7 @@ pub async fn create(
             return idempotency::replayed(get(db, caller, AuthenticationId(id)).await, "authentication");
         }
     };
-    let authentication = insert(&txn, keyring, caller, id, new).await?;
+    let authentication = insert(&txn, keyring, timing, caller, id, new).await?;
     txn.commit().await?;
     Ok(authentication)
 }
@@ -314,6 +327,7 @@ pub async fn create(
 pub(crate) async fn insert(
     txn: &DatabaseTransaction,
     keyring: &Keyring,
+    timing: Timing,
     caller: Caller<'_>,
     id: AuthenticationId,
     new: NewAuthentication,
@@ -327,7 +341,8 @@ pub(crate) async fn insert(
         checked_contents(&environment, &new.name, new.credentials, new.user_data, new.scopes, new.custom_fields)?;
     let owner = owner_of(caller);
     let now = Utc::now();
-    let row = authentication::ActiveModel {
+    let lifecycle = Lifecycle::of(&environment, &contents.credentials, now);
+    let mut row = authentication::ActiveModel {
         id: Set(id.0),
         org_id: Set(org_id.0),
         owner_user_id: Set(owner.map(|o| o.0)),
@@ -340,11 +355,14 @@ pub(crate) async fn insert(
         credentials: Set(seal(keyring, org_id, owner, id, Field::Credentials, &contents.credentials)),
         user_data: Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data)),
         key_id: Set(keyring.active().id().to_owned()),
-        hard_expires_at: Set(None),
         expiry_reported_for: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        credentials_version: Set(0),
+        last_used_at: Set(None),
+        ..Default::default()
     };
+    refresh::reset(&mut row, &lifecycle, now, timing);
     if let Some(owner) = owner {
         super::users::hold(txn, org_id, owner).await?;
     }
@@ -388,13 +406,14 @@ pub async fn list(
 pub async fn replace(
     db: &DatabaseConnection,
     keyring: &Keyring,
+    timing: Timing,
     caller: Caller<'_>,
     id: AuthenticationId,
     replacement: Replacement,
 ) -> Result<Authentication> {
     let txn = crate::db::write(db).await?;
     let row = row_for_update(&txn, caller, id).await?;
-    let authentication = rewrite(&txn, keyring, caller, row, replacement).await?;
+    let authentication = rewrite(&txn, keyring, timing, caller, row, replacement).await?;
     txn.commit().await?;
     Ok(authentication)
 }
@@ -419,6 +438,7 @@ pub struct Edit {
 pub(crate) async fn edit(
     txn: &DatabaseTransaction,
     keyring: &KeyringHandle,
+    timing: Timing,
     caller: Caller<'_>,
     id: AuthenticationId,
     edit: Edit,
@@ -435,7 +455,7 @@ pub(crate) async fn edit(
         scopes: Some(edit.scopes),
         custom_fields: Some(custom_fields),
     };
-    rewrite(txn, &keyring.current(), caller, row, replacement).await
+    rewrite(txn, &keyring.current(), timing, caller, row, replacement).await
 }
 
 /// New tokens from a provider for an authentication (an OAuth reconnect): the
@@ -452,6 +472,7 @@ pub struct Reconnect {
 pub(crate) async fn reconnect(
     txn: &DatabaseTransaction,
     keyring: &KeyringHandle,
+    timing: Timing,
     caller: Caller<'_>,
     id: AuthenticationId,
     reconnect: Reconnect,
@@ -467,7 +488,7 @@ pub(crate) async fn reconnect(
         keep_user_data,
         scopes: reconnect.scopes,
     };
-    edit(txn, keyring, caller, id, edit_keeping).await
+    edit(txn, keyring, timing, caller, id, edit_keeping).await
 }
 
 /// `document` with the stored value of each of `keep` that it leaves out.
@@ -486,6 +507,7 @@ fn keep_stored(mut document: Value, stored: &Sensitive<Value>, keep: &[String]) 
 async fn rewrite(
     txn: &DatabaseTransaction,
     keyring: &Keyring,
+    timing: Timing,
     caller: Caller<'_>,
     row: authentication::Model,
     replacement: Replacement,
@@ -502,14 +524,21 @@ async fn rewrite(
         replacement.scopes,
         replacement.custom_fields,
     )?;
+    let version = row.credentials_version;
+    let now = Utc::now();
+    let lifecycle = Lifecycle::of(&environment, &contents.credentials, now);
     let mut active: authentication::ActiveModel = row.into();
+    // New credentials: a refresh of the old ones still under way loses its lease, so its
+    // answer cannot overwrite them.
+    refresh::reset(&mut active, &lifecycle, now, timing);
+    active.credentials_version = Set(version + 1);
     active.name = Set(contents.name);
     active.scopes = Set(contents.scopes);
     active.custom_fields = Set(contents.custom_fields);
     active.credentials = Set(seal(keyring, org_id, owner, id, Field::Credentials, &contents.credentials));
     active.user_data = Set(seal(keyring, org_id, owner, id, Field::UserData, &contents.user_data));
     active.key_id = Set(keyring.active().id().to_owned());
-    active.updated_at = Set(Utc::now());
+    active.updated_at = Set(now);
     let row = authentication::Entity::update(active).exec(txn).await?;
     audit::record(txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
     webhooks::events::authentication(txn, &row, AuthenticationChange::Replaced).await?;
@@ -546,7 +575,11 @@ pub(crate) async fn removing_user(conn: &impl ConnectionTrait, org_id: OrgId, us
     Ok(())
 }
 
-fn open_json(keyring: &KeyringHandle, row: &authentication::Model, field: Field) -> Result<Sensitive<Value>> {
+pub(super) fn open_json(
+    keyring: &KeyringHandle,
+    row: &authentication::Model,
+    field: Field,
+) -> Result<Sensitive<Value>> {
     let sealed = match field {
         Field::Credentials => &row.credentials,
         Field::UserData => &row.user_data,
@@ -586,10 +619,13 @@ pub async fn shown_values(
 }
 
 /// The one path by which secrets leave: the owning end user, where the organization has
-/// enabled full reads. Every read is audited.
+/// enabled full reads. Every read is audited. A credential due for a refresh is refreshed
+/// first (or the refresh another process is running is waited for), so what leaves is
+/// fresh; whatever the provider answers, the read goes on with the best credential there is.
 pub async fn read_full(
     db: &DatabaseConnection,
     keyring: &KeyringHandle,
+    refresher: &Refresher,
     scope: &UserScope,
     id: AuthenticationId,
 ) -> Result<FullAuthentication> {
@@ -598,12 +634,36 @@ pub async fn read_full(
     if !org.full_reads_enabled {
         return Err(Error::Forbidden("full reads of authentications are not enabled for this organization"));
     }
-    let row = find_row(db, caller, id).await?;
+    let mut row = find_row(db, caller, id).await?;
+    if refresh::is_due(&row, Utc::now()) {
+        refresher.when_due(&row).await?;
+        row = find_row(db, caller, id).await?;
+    }
+    authentication::Entity::update_many()
+        .col_expr(authentication::Column::LastUsedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(authentication::Column::Id.eq(row.id))
+        .exec(db)
+        .await?;
     let credentials = open_json(keyring, &row, Field::Credentials)?;
     let user_data = open_json(keyring, &row, Field::UserData)?;
     audit::record(db, scope.org_id(), scope.into(), "authentication.read_full", Some(id.0)).await?;
     let authentication = one_with_catalog(db, caller, row).await?;
     Ok(FullAuthentication { authentication, credentials, user_data })
+}
+
+/// Refreshes an authentication now (the master token's organization, or the owning end
+/// user), whatever its due time; see [`Refresher::force`]. Returns its metadata after.
+pub async fn refresh(
+    db: &DatabaseConnection,
+    refresher: &Refresher,
+    caller: Caller<'_>,
+    id: AuthenticationId,
+) -> Result<(Authentication, Outcome)> {
+    let row = find_row(db, caller, id).await?;
+    audit::record(db, caller.org_id(), caller.into(), "authentication.refresh_forced", Some(id.0)).await?;
+    let outcome = refresher.force(&row).await?;
+    let row = find_row(db, caller, id).await?;
+    Ok((one_with_catalog(db, caller, row).await?, outcome))
 }
 
 // ---------------------------------------------------------------------------------------

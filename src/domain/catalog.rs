@@ -369,8 +369,18 @@ pub async fn environments(
 }
 
 pub async fn environment(conn: &impl ConnectionTrait, caller: Caller<'_>, id: EnvironmentId) -> Result<Environment> {
+    environment_of(conn, caller.org_id(), id).await
+}
+
+/// An environment as `org_id` sees it, for latchkey's own work on the organization's
+/// authentications (the keep-alive), which no caller asks for.
+pub(super) async fn environment_of(
+    conn: &impl ConnectionTrait,
+    org_id: OrgId,
+    id: EnvironmentId,
+) -> Result<Environment> {
     service_environment::Entity::find_by_id(id.0)
-        .filter(visible_to(caller.org_id(), service_environment::Column::OrgId))
+        .filter(visible_to(org_id, service_environment::Column::OrgId))
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service environment"))?
@@ -645,9 +655,19 @@ pub async fn oauth_app_with_secret(
     caller: Caller<'_>,
     id: EnvironmentId,
 ) -> Result<Option<(OAuthApp, secrecy::SecretString)>> {
+    oauth_app_with_secret_of(conn, keyring, caller.org_id(), id).await
+}
+
+/// [`oauth_app_with_secret`] as `org_id` sees it, for the keep-alive.
+pub(super) async fn oauth_app_with_secret_of(
+    conn: &impl ConnectionTrait,
+    keyring: &crate::crypto::KeyringHandle,
+    org_id: OrgId,
+    id: EnvironmentId,
+) -> Result<Option<(OAuthApp, secrecy::SecretString)>> {
     use secrecy::ExposeSecret;
     let row = service_environment::Entity::find_by_id(id.0)
-        .filter(visible_to(caller.org_id(), service_environment::Column::OrgId))
+        .filter(visible_to(org_id, service_environment::Column::OrgId))
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service environment"))?;

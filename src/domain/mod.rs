@@ -46,6 +46,7 @@ macro_rules! named_enum {
 pub mod audit;
 pub mod authentications;
 pub mod catalog;
+pub mod expiry;
 pub mod idempotency;
 pub mod installation;
 pub mod instances;
@@ -56,6 +57,7 @@ pub mod org_settings;
 pub mod orgs;
 pub mod page_sessions;
 pub mod pagination;
+pub mod refresh;
 pub mod solutions;
 pub mod users;
 pub mod webhooks;

@@ -13,7 +13,9 @@ use uuid::Uuid;
 use super::{
     audit,
     authentications::{self, NewAuthentication},
-    catalog, instances, orgs,
+    catalog,
+    expiry::Timing,
+    instances, orgs,
 };
 use crate::{
     auth::{Caller, UserScope, page_sessions},
@@ -232,6 +234,7 @@ pub enum Save {
 pub async fn save(
     db: &DatabaseConnection,
     keyring: &KeyringHandle,
+    timing: Timing,
     session: &PageSession,
     form: &str,
     save: Save,
@@ -247,7 +250,7 @@ pub async fn save(
     let saved = match save {
         Save::Create { new, slot } => {
             let id = AuthenticationId::generate();
-            authentications::insert(&txn, &keyring.current(), caller, id, new).await?;
+            authentications::insert(&txn, &keyring.current(), timing, caller, id, new).await?;
             if let Some((instance_id, external_id)) = slot {
                 let values = instances::Values { auth: vec![(external_id, id.to_string())], config: Vec::new() };
                 instances::update_in(
@@ -262,13 +265,13 @@ pub async fn save(
         }
         Save::CreateForDraft { new, control } => {
             let id = AuthenticationId::generate();
-            authentications::insert(&txn, &keyring.current(), caller, id, new).await?;
+            authentications::insert(&txn, &keyring.current(), timing, caller, id, new).await?;
             draft.values.insert(control, id.to_string());
             id.0
         }
-        Save::Edit { id, edit } => authentications::edit(&txn, keyring, caller, id, edit).await?.id.0,
+        Save::Edit { id, edit } => authentications::edit(&txn, keyring, timing, caller, id, edit).await?.id.0,
         Save::Reconnect { id, reconnect } => {
-            authentications::reconnect(&txn, keyring, caller, id, reconnect).await?.id.0
+            authentications::reconnect(&txn, keyring, timing, caller, id, reconnect).await?.id.0
         }
         Save::Configure { id, values, upgrade: true } => {
             instances::upgrade_in(&txn, scope, id, values).await?;

@@ -1,8 +1,9 @@
 //! Authentications: `viewer.authentications`, `createUserAuthentication`,
-//! `removeAuthentication`, and (ext) `authentication`, `updateUserAuthentication` and
-//! `authenticationCredentials`, the one GraphQL path by which secrets leave.
+//! `removeAuthentication`, and (ext) `authentication`, `updateUserAuthentication`,
+//! `refreshAuthentication` and `authenticationCredentials`, the one GraphQL path by which
+//! secrets leave.
 
-use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 
 use super::{
     catalog::{Service, ServiceEnvironment},
@@ -14,7 +15,11 @@ use super::{
 };
 use crate::{
     auth::Access,
-    domain::authentications::{self, Criteria, NewAuthentication, Replacement},
+    domain::{
+        authentications::{self, Criteria, NewAuthentication, Replacement},
+        expiry::Status,
+        refresh::Outcome,
+    },
     ids::{AuthenticationId, EnvironmentId, ServiceId, UserId},
 };
 
@@ -33,6 +38,35 @@ pub struct Authentication {
     pub owner_id: Option<ID>,
     pub created: DateTime,
     pub updated: DateTime,
+    /// (ext) Whether the credential is usable, or why not.
+    pub status: AuthenticationStatus,
+    /// (ext) When the access token expires; `null` when latchkey does not know (or it
+    /// does not expire).
+    pub expires_at: Option<DateTime>,
+}
+
+/// (ext) An authentication's status.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticationStatus {
+    /// Usable: unexpired, or renewed the next time it is read.
+    Active,
+    /// The provider refused to renew it; nothing retries until it is replaced or reconnected.
+    RefreshFailed,
+    /// Its access token has expired and latchkey cannot renew it now.
+    Expired,
+    /// The provider no longer accepts the client id and secret it holds.
+    Revoked,
+}
+
+impl From<Status> for AuthenticationStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Active => AuthenticationStatus::Active,
+            Status::RefreshFailed => AuthenticationStatus::RefreshFailed,
+            Status::Expired => AuthenticationStatus::Expired,
+            Status::Revoked => AuthenticationStatus::Revoked,
+        }
+    }
 }
 
 impl From<authentications::Authentication> for Authentication {
@@ -48,6 +82,8 @@ impl From<authentications::Authentication> for Authentication {
             owner_id: authentication.owner.map(|owner| ID(owner.to_string())),
             created: DateTime(authentication.created_at),
             updated: DateTime(authentication.updated_at),
+            status: authentication.status.into(),
+            expires_at: authentication.expires_at.map(DateTime),
         }
     }
 }
@@ -117,6 +153,42 @@ pub struct UpdateUserAuthenticationPayload {
     pub client_mutation_id: Option<String>,
 }
 
+/// (ext) Which authentication to refresh now.
+#[derive(InputObject)]
+pub struct RefreshAuthenticationInput {
+    pub authentication_id: ID,
+    pub client_mutation_id: Option<String>,
+}
+
+/// (ext) What a forced refresh came to.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// A new access token is stored (by this call, or by a refresh of the same credential
+    /// that was already running).
+    Refreshed,
+    /// latchkey has nothing to renew this authentication with (no refresh token, no OAuth
+    /// app, not OAuth at all); nothing changed.
+    NotRefreshable,
+    /// The provider could not be reached; the credential is kept and retried later.
+    Unavailable,
+    /// The provider refused (`error` says how); nothing retries until it is replaced.
+    Refused,
+    /// The call could not be made, or its answer could not be used; retried later.
+    Failed,
+    /// Another refresh of this credential was still running when the wait ended.
+    Pending,
+}
+
+#[derive(SimpleObject)]
+pub struct RefreshAuthenticationPayload {
+    /// The authentication after the refresh: `status`, `expiresAt`, `updated`.
+    pub authentication: Authentication,
+    pub outcome: RefreshOutcome,
+    /// The provider's OAuth error code when it refused (`invalid_grant`, ...).
+    pub error: Option<String>,
+    pub client_mutation_id: Option<String>,
+}
+
 #[derive(InputObject)]
 pub struct RemoveUserAuthenticationInput {
     pub authentication_id: ID,
@@ -174,6 +246,7 @@ impl AuthenticationsQuery {
         let full = authentications::read_full(
             unscoped_db(ctx),
             services(ctx).keyring_handle(),
+            services(ctx).refresher(),
             scope,
             AuthenticationId::parse(&id)?,
         )
@@ -210,8 +283,15 @@ impl AuthenticationsMutation {
             hidden: input.hidden,
             custom_fields: input.custom_fields.map(Json::into_value),
         };
-        let created =
-            authentications::create(unscoped_db(ctx), &services(ctx).keyring(), caller, new, idempotency(ctx)).await?;
+        let created = authentications::create(
+            unscoped_db(ctx),
+            &services(ctx).keyring(),
+            timing(ctx),
+            caller,
+            new,
+            idempotency(ctx),
+        )
+        .await?;
         Ok(CreateUserAuthenticationPayload {
             authentication_id: created.id.to_string(),
             client_mutation_id: input.client_mutation_id,
@@ -235,9 +315,40 @@ impl AuthenticationsMutation {
         };
         let id = AuthenticationId::parse(&input.authentication_id)?;
         let updated =
-            authentications::replace(unscoped_db(ctx), &services(ctx).keyring(), caller, id, replacement).await?;
+            authentications::replace(unscoped_db(ctx), &services(ctx).keyring(), timing(ctx), caller, id, replacement)
+                .await?;
         Ok(UpdateUserAuthenticationPayload {
             authentication: updated.into(),
+            client_mutation_id: input.client_mutation_id,
+        })
+    }
+
+    /// (ext) Refreshes an OAuth 2.0 authentication now, whatever its expiry: with its
+    /// refresh token, or for client credentials by minting a new token. Also tries again
+    /// after a refusal (a fixed OAuth app, say). The master token's organization or the
+    /// owning end user.
+    #[graphql(guard = "Access::MasterOrUser", directive = access::apply(Token::MasterOrUser))]
+    async fn refresh_authentication(
+        &self,
+        ctx: &Context<'_>,
+        input: RefreshAuthenticationInput,
+    ) -> Result<RefreshAuthenticationPayload> {
+        let caller = principal(ctx).caller()?;
+        let id = AuthenticationId::parse(&input.authentication_id)?;
+        let (authentication, outcome) =
+            authentications::refresh(unscoped_db(ctx), services(ctx).refresher(), caller, id).await?;
+        let (outcome, error) = match outcome {
+            Outcome::Refreshed => (RefreshOutcome::Refreshed, None),
+            Outcome::NotRefreshable => (RefreshOutcome::NotRefreshable, None),
+            Outcome::Unavailable => (RefreshOutcome::Unavailable, None),
+            Outcome::Refused(error) => (RefreshOutcome::Refused, Some(error)),
+            Outcome::Failed => (RefreshOutcome::Failed, None),
+            Outcome::Pending => (RefreshOutcome::Pending, None),
+        };
+        Ok(RefreshAuthenticationPayload {
+            authentication: authentication.into(),
+            outcome,
+            error,
             client_mutation_id: input.client_mutation_id,
         })
     }
@@ -253,4 +364,8 @@ impl AuthenticationsMutation {
         authentications::remove(unscoped_db(ctx), caller, AuthenticationId::parse(&input.authentication_id)?).await?;
         Ok(RemoveUserAuthenticationPayload { client_mutation_id: input.client_mutation_id })
     }
+}
+
+fn timing(ctx: &Context<'_>) -> crate::domain::expiry::Timing {
+    services(ctx).refresher().timing()
 }

@@ -35,7 +35,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{Principal, Revocations, UserTokens},
     crypto::{Keyring, KeyringHandle},
-    domain::{idempotency::Idempotency, pagination::PageRequest},
+    domain::{idempotency::Idempotency, pagination::PageRequest, refresh::Refresher},
     error::Error,
     outbound::Outbound,
 };
@@ -69,6 +69,7 @@ pub struct Services {
     db: DatabaseConnection,
     user_tokens: UserTokens,
     keyring: Arc<KeyringHandle>,
+    refresher: Refresher,
     revocations: Revocations,
     outbound: Outbound,
 }
@@ -80,8 +81,14 @@ impl Services {
         keyring: Arc<KeyringHandle>,
         revocations: Revocations,
         outbound: Outbound,
+        refresher: Refresher,
     ) -> Self {
-        Self { db, user_tokens, keyring, revocations, outbound }
+        Self { db, user_tokens, keyring, refresher, revocations, outbound }
+    }
+
+    /// Keeps OAuth credentials alive: lazily, when forced, and in the background.
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
     }
 
     /// What this process knows of revocations; a change that revokes tokens advances it.

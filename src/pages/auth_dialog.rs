@@ -377,9 +377,15 @@ async fn store(
     documents: Documents,
 ) -> Result<Response, Error> {
     let change = change(dialog, subject, documents);
-    let id =
-        page_sessions::save(&state.unscoped_db, &state.keyring, &session.page, &save_key(dialog, form_key), change)
-            .await?;
+    let id = page_sessions::save(
+        &state.unscoped_db,
+        &state.keyring,
+        state.refresher.timing(),
+        &session.page,
+        &save_key(dialog, form_key),
+        change,
+    )
+    .await?;
     Ok(finished(subject, id))
 }
 

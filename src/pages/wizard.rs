@@ -347,7 +347,7 @@ async fn save(request: &Request<'_>, body: &[u8]) -> Result<Response, Refusal> {
         return Ok(wizard.render(state, &session, path, step, &problems, StatusCode::UNPROCESSABLE_ENTITY).await?);
     }
     let finish = Save::Configure { id: instance_id, values, upgrade: wizard.upgrade };
-    match page_sessions::save(db, &state.keyring, &session.page, FINISH, finish).await {
+    match page_sessions::save(db, &state.keyring, state.refresher.timing(), &session.page, FINISH, finish).await {
         Ok(id) => Ok(wizard.finished_page(id)),
         // The update's own checks: their messages name slots, never values.
         Err(Error::BadInput(message)) => {

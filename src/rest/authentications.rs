@@ -17,6 +17,7 @@ use crate::{
     domain::{
         authentications::{self, Authentication, NewAuthentication, Replacement},
         json_text::JsonText,
+        refresh::Outcome,
     },
     error::Error,
     http::AppState,
@@ -68,13 +69,16 @@ fn either(current: (&str, Option<Value>), older: (&str, Option<Value>)) -> Resul
         .transpose()
 }
 
-/// The metadata shape: never a secret.
+/// The metadata shape: never a secret. `status` and `expiresAt` (ext) say whether the
+/// credential is usable and until when.
 fn metadata(authentication: &Authentication) -> Value {
     json!({
         "id": authentication.id.to_string(),
         "name": authentication.name,
         "serviceEnvironmentId": authentication.environment.id.to_string(),
         "scopes": authentication.scopes,
+        "status": authentication.status.as_str(),
+        "expiresAt": authentication.expires_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
     })
 }
 
@@ -96,9 +100,15 @@ pub async fn create(
         hidden: body.hidden,
         custom_fields: body.custom_fields,
     };
-    let created =
-        authentications::create(&state.unscoped_db, &state.keyring.current(), caller, new, idempotency.as_ref())
-            .await?;
+    let created = authentications::create(
+        &state.unscoped_db,
+        &state.keyring.current(),
+        state.refresher.timing(),
+        caller,
+        new,
+        idempotency.as_ref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": created.id.to_string()}))))
 }
 
@@ -131,8 +141,15 @@ pub async fn replace(
     }
     let replacement =
         Replacement { name: body.name, credentials, user_data, scopes: body.scopes, custom_fields: body.custom_fields };
-    let updated =
-        authentications::replace(&state.unscoped_db, &state.keyring.current(), caller, id, replacement).await?;
+    let updated = authentications::replace(
+        &state.unscoped_db,
+        &state.keyring.current(),
+        state.refresher.timing(),
+        caller,
+        id,
+        replacement,
+    )
+    .await?;
     Ok(Json(metadata(&updated)))
 }
 
@@ -151,10 +168,45 @@ pub async fn full(
     Path(id): Path<String>,
 ) -> RestResult<Json<Value>> {
     let scope = principal.user()?;
-    let full =
-        authentications::read_full(&state.unscoped_db, &state.keyring, scope, AuthenticationId::parse(&id)?).await?;
+    let full = authentications::read_full(
+        &state.unscoped_db,
+        &state.keyring,
+        &state.refresher,
+        scope,
+        AuthenticationId::parse(&id)?,
+    )
+    .await?;
     let mut body = metadata(&full.authentication);
     body["userData"] = full.user_data.expose().clone();
     body["credentials"] = full.credentials.expose().clone();
+    Ok(Json(body))
+}
+
+/// (ext) Refreshes an OAuth 2.0 authentication now; the metadata after it, with the
+/// `outcome` (`REFRESHED`, `NOT_REFRESHABLE`, `UNAVAILABLE`, `REFUSED`, `FAILED`,
+/// `PENDING`) and the provider's `error` code when it refused.
+pub async fn refresh(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+) -> RestResult<Json<Value>> {
+    let (authentication, outcome) = authentications::refresh(
+        &state.unscoped_db,
+        &state.refresher,
+        principal.caller()?,
+        AuthenticationId::parse(&id)?,
+    )
+    .await?;
+    let (outcome, error) = match outcome {
+        Outcome::Refreshed => ("REFRESHED", None),
+        Outcome::NotRefreshable => ("NOT_REFRESHABLE", None),
+        Outcome::Unavailable => ("UNAVAILABLE", None),
+        Outcome::Refused(error) => ("REFUSED", Some(error)),
+        Outcome::Failed => ("FAILED", None),
+        Outcome::Pending => ("PENDING", None),
+    };
+    let mut body = metadata(&authentication);
+    body["outcome"] = json!(outcome);
+    body["error"] = json!(error);
     Ok(Json(body))
 }

@@ -53,6 +53,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::PUT, "/authentications/{id}", MasterOrUser, authentications::replace),
         route(Method::DELETE, "/authentications/{id}", MasterOrUser, authentications::remove),
         route(Method::GET, "/authentications/{id}/full", User, authentications::full),
+        route(Method::POST, "/authentications/{id}/refresh", MasterOrUser, authentications::refresh),
         route(Method::GET, "/connectors", MasterOrUser, catalog::connectors),
         route(Method::GET, "/services/{name}/versions/{version}/environments", MasterOrUser, catalog::environments),
     ]

@@ -2,6 +2,7 @@
 //! and stopped on its graceful shutdown. Work is claimed in the database, so replicas
 //! share it without talking to each other.
 
+pub mod refresh;
 pub mod webhooks;
 
 use std::time::Duration;

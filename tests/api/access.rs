@@ -198,6 +198,13 @@ const TABLE: &[Row] = &[
     ),
     row(
         "Mutation",
+        "refreshAuthentication",
+        MasterOrUser,
+        Authentication,
+        "mutation($id: ID!) { refreshAuthentication(input: {authenticationId: $id}) { outcome authentication { status } } }",
+    ),
+    row(
+        "Mutation",
         "callConnector",
         MasterOrUser,
         Target::Unsupported,
@@ -692,6 +699,7 @@ const REST_TABLE: &[RestRow] = &[
     rest("PUT", "/authentications/{id}", MasterOrUser, RestTarget::Authentication, RestBody::Replace),
     rest("DELETE", "/authentications/{id}", MasterOrUser, RestTarget::Authentication, RestBody::None),
     rest("GET", "/authentications/{id}/full", User, RestTarget::Authentication, RestBody::None),
+    rest("POST", "/authentications/{id}/refresh", MasterOrUser, RestTarget::Authentication, RestBody::None),
     rest("GET", "/connectors", MasterOrUser, RestTarget::Nothing, RestBody::None),
     rest("GET", "/services/{name}/versions/{version}/environments", MasterOrUser, RestTarget::Service, RestBody::None),
 ];
@@ -716,7 +724,7 @@ fn rest_expected(row: &RestRow, caller: Caller) -> (u16, Option<&'static str>) {
     };
     match (finds, row.method) {
         (false, _) => (404, Some("NOT_FOUND")),
-        (true, "POST") => (201, None),
+        (true, "POST") if row.path == "/authentications" => (201, None),
         (true, "DELETE") => (204, None),
         (true, _) => (200, None),
     }

@@ -299,8 +299,16 @@ impl Activation {
         let server = &e2e.server;
         let provider = Provider::start(test, &format!("{}{CALLBACK_PATH}", server.base)).await?;
         let crm = server.create_custom_service(&server.master, "acme-crm").await;
-        let crm_environment =
-            oauth_environment(server, &crm, "oauth2", &provider.issuer, CLIENT_ID, CLIENT_SECRET).await;
+        let crm_environment = oauth_environment(
+            &server.api(),
+            &server.master,
+            &crm,
+            "oauth2",
+            &provider.issuer,
+            CLIENT_ID,
+            CLIENT_SECRET,
+        )
+        .await;
         let (zendesk, zendesk_environment) = server.builtin_environment("zendesk").await;
         let input = json!({"in": {
             "title": "Ticket sync",

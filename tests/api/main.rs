@@ -21,6 +21,7 @@ mod operator;
 mod org_settings;
 mod pages;
 mod process;
+mod refresh;
 mod rest;
 mod schema;
 mod solutions;

@@ -13,7 +13,7 @@ use tokio::{
     process::{Child, ChildStdout, Command},
 };
 
-use crate::support::{Storage, TestServer, captured_logs, repo_path, require_tool};
+use crate::support::{Api, Storage, TestServer, captured_logs, repo_path, require_tool};
 
 pub(crate) const CLIENT_ID: &str = "latchkey-test";
 pub(crate) const CLIENT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
@@ -31,6 +31,11 @@ impl Provider {
     /// (the test is skipped, saying why) where Node or the npm packages are missing
     /// outside CI.
     pub(crate) async fn start(test: &str, redirect_uri: &str) -> Option<Self> {
+        Self::start_with(test, redirect_uri, &[]).await
+    }
+
+    /// [`Provider::start`] with more of the server's settings (`ACCESS_TOKEN_TTL`, ...).
+    pub(crate) async fn start_with(test: &str, redirect_uri: &str, env: &[(&str, &str)]) -> Option<Self> {
         let dir = repo_path("tests/oauth-server");
         let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
         require_tool(test, node, "Node.js (node) on PATH")?;
@@ -41,6 +46,7 @@ impl Provider {
             .current_dir(&dir)
             .env("PORT", "0")
             .env("REDIRECT_URIS", redirect_uri)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -56,10 +62,18 @@ impl Provider {
         Some(Self { issuer: started["issuer"].as_str().unwrap().to_owned(), _child: child, _stdout: stdout })
     }
 
+    pub(crate) async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/_test/stats", self.issuer)).await.unwrap().json().await.unwrap()
+    }
+
     /// How many grants of `kind` the provider has made.
     pub(crate) async fn grants(&self, kind: &str) -> u64 {
-        let stats: Value = reqwest::get(format!("{}/_test/stats", self.issuer)).await.unwrap().json().await.unwrap();
-        stats["grants"][kind].as_u64().unwrap()
+        self.stats().await["grants"][kind].as_u64().unwrap()
+    }
+
+    /// Calls to the token endpoint, refused ones included.
+    pub(crate) async fn token_requests(&self) -> u64 {
+        self.stats().await["token_requests"].as_u64().unwrap()
     }
 
     /// The account the provider's userinfo endpoint gives for `access_token`, or `None`
@@ -73,11 +87,24 @@ impl Provider {
         answer.json::<Value>().await.unwrap()["sub"].as_str().map(str::to_owned)
     }
 
-    async fn outage(&self, on: bool) {
+    async fn hook(&self, path: &str, body: String) {
         let client = reqwest::Client::new();
-        let body = if on { "on" } else { "off" };
-        let response = client.post(format!("{}/_test/outage", self.issuer)).body(body).send().await.unwrap();
+        let response = client.post(format!("{}/_test/{path}", self.issuer)).body(body).send().await.unwrap();
         assert!(response.status().is_success());
+    }
+
+    pub(crate) async fn outage(&self, on: bool) {
+        self.hook("outage", if on { "on" } else { "off" }.to_owned()).await;
+    }
+
+    /// Revokes every grant, as an end user disconnecting the app at the provider would.
+    pub(crate) async fn revoke(&self) {
+        self.hook("revoke", String::new()).await;
+    }
+
+    /// Holds every call to the token endpoint this long before handling it.
+    pub(crate) async fn delay(&self, delay: Duration) {
+        self.hook("delay", delay.as_millis().to_string()).await;
     }
 }
 
@@ -104,11 +131,11 @@ async fn show(browser: &reqwest::Client, url: Url) -> (Url, String) {
 }
 
 /// A browser: keeps cookies, follows no redirect on its own.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().unwrap()
 }
 
-fn location(response: &reqwest::Response) -> Url {
+pub(crate) fn location(response: &reqwest::Response) -> Url {
     assert!(response.status().is_redirection(), "a redirect, not {}", response.status());
     let location = response.headers()[header::LOCATION].to_str().unwrap();
     response.url().join(location).unwrap()
@@ -146,11 +173,27 @@ impl Connect {
     async fn on(test: &str, server: TestServer) -> Option<Self> {
         let provider = Provider::start(test, &format!("{}{CALLBACK_PATH}", server.base)).await?;
         let service = server.create_custom_service(&server.master, "acme-crm").await;
-        let environment =
-            oauth_environment(&server, &service, "oauth2", &provider.issuer, CLIENT_ID, CLIENT_SECRET).await;
+        let environment = oauth_environment(
+            &server.api(),
+            &server.master,
+            &service,
+            "oauth2",
+            &provider.issuer,
+            CLIENT_ID,
+            CLIENT_SECRET,
+        )
+        .await;
         let user = server.create_user(&server.master, "oauth-user").await;
         let user_token = server.user_token(&server.master, &user).await;
         Some(Self { server, provider, user_token, service, environment, browser: browser(), user })
+    }
+
+    /// A client-credentials environment of the service: the end user brings the client,
+    /// and the environment's app only names the provider's token URL.
+    async fn client_credentials_environment(&self) -> String {
+        let (api, master) = (self.server.api(), &self.server.master);
+        let kind = "oauth2client_credentials";
+        oauth_environment(&api, master, &self.service, kind, &self.provider.issuer, "unused", "unused").await
     }
 
     fn callback(&self) -> String {
@@ -191,30 +234,7 @@ impl Connect {
     /// Signs in at the provider and allows access (or declines); returns the URL the
     /// provider sends the browser back to.
     async fn sign_in(&self, browser: &reqwest::Client, authorize: Url, allow: bool) -> Url {
-        let mut url = authorize;
-        for _ in 0..12 {
-            if url.as_str().starts_with(&self.callback()) {
-                return url;
-            }
-            let response = browser.get(url.clone()).send().await.unwrap();
-            if response.status().is_redirection() {
-                url = location(&response);
-                continue;
-            }
-            assert_eq!(response.status(), StatusCode::OK, "{url}");
-            let page = response.text().await.unwrap();
-            let next = if page.contains("name=\"prompt\" value=\"login\"") {
-                browser.post(url.clone()).form(&[("prompt", "login"), ("login", "alice"), ("password", "pw")])
-            } else if page.contains("name=\"prompt\" value=\"consent\"") && allow {
-                browser.post(url.clone()).form(&[("prompt", "consent")])
-            } else if page.contains("name=\"prompt\" value=\"consent\"") {
-                browser.get(format!("{url}/abort"))
-            } else {
-                panic!("an unexpected page at the provider: {page}");
-            };
-            url = location(&next.send().await.unwrap());
-        }
-        panic!("the provider never sent the browser back");
+        sign_in(browser, authorize, &self.callback(), allow).await
     }
 
     /// Takes the provider's answer back to latchkey: the page's status and body.
@@ -257,18 +277,49 @@ impl Connect {
     }
 }
 
+/// Signs in at the provider as `alice` and allows access (or declines), following the
+/// provider's pages until it sends the browser to `callback`; returns that URL.
+pub(crate) async fn sign_in(browser: &reqwest::Client, authorize: Url, callback: &str, allow: bool) -> Url {
+    let mut url = authorize;
+    for _ in 0..12 {
+        if url.as_str().starts_with(callback) {
+            return url;
+        }
+        let response = browser.get(url.clone()).send().await.unwrap();
+        if response.status().is_redirection() {
+            url = location(&response);
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        let page = response.text().await.unwrap();
+        let next = if page.contains("name=\"prompt\" value=\"login\"") {
+            browser.post(url.clone()).form(&[("prompt", "login"), ("login", "alice"), ("password", "pw")])
+        } else if page.contains("name=\"prompt\" value=\"consent\"") && allow {
+            browser.post(url.clone()).form(&[("prompt", "consent")])
+        } else if page.contains("name=\"prompt\" value=\"consent\"") {
+            browser.get(format!("{url}/abort"))
+        } else {
+            panic!("an unexpected page at the provider: {page}");
+        };
+        url = location(&next.send().await.unwrap());
+    }
+    panic!("the provider never sent the browser back");
+}
+
 /// Adds an environment of `kind` with an OAuth app at `issuer` to a service; returns its id.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn oauth_environment(
-    server: &TestServer,
+    api: &Api,
+    master: &str,
     service: &str,
     kind: &str,
     issuer: &str,
     client_id: &str,
     client_secret: &str,
 ) -> String {
-    let data = server
+    let data = api
         .ok(
-            &server.master,
+            master,
             &format!(
                 "mutation($s: ID!, $app: OauthAppInput!) {{ createServiceEnvironment(input: {{serviceId: $s, title: \"Own app\", authenticationType: {kind}, \
                  scopes: [{{scope: \"openid\"}}, {{scope: \"offline_access\"}}, {{scope: \"contacts.read\", description: \"Read your contacts\"}}, {{scope: \"contacts.write\"}}], \
@@ -433,9 +484,7 @@ async fn client_credentials_are_checked_with_the_provider_before_they_are_saved(
     let test = "client_credentials_are_checked_with_the_provider_before_they_are_saved";
     let Some(c) = Connect::new(test).await else { return };
     // The end user brings the client; the environment's app only names the token URL.
-    let environment =
-        oauth_environment(&c.server, &c.service, "oauth2client_credentials", &c.provider.issuer, "unused", "unused")
-            .await;
+    let environment = c.client_credentials_environment().await;
     let c = Connect { environment, ..c };
     let (url, page) =
         open_dialog(&c.server, &c.browser, &c.user, (&c.service, &c.environment), &["contacts.read"]).await;
@@ -553,8 +602,16 @@ async fn a_refresh_at_the_provider_rotates_the_refresh_token_and_tells_refusals_
 async fn offline() -> (TestServer, String, String, String) {
     let server = TestServer::start_public(Storage::new().await, |_| {}).await;
     let service = server.create_custom_service(&server.master, "acme-crm").await;
-    let environment =
-        oauth_environment(&server, &service, "oauth2", "http://127.0.0.1:9", CLIENT_ID, CLIENT_SECRET).await;
+    let environment = oauth_environment(
+        &server.api(),
+        &server.master,
+        &service,
+        "oauth2",
+        "http://127.0.0.1:9",
+        CLIENT_ID,
+        CLIENT_SECRET,
+    )
+    .await;
     let user = server.create_user(&server.master, "oauth-user").await;
     (server, service, environment, user)
 }
@@ -779,9 +836,7 @@ async fn reconnecting_in_the_edit_dialog_replaces_the_tokens_and_keeps_the_authe
 async fn client_credentials_sent_twice_save_one_authentication() {
     let test = "client_credentials_sent_twice_save_one_authentication";
     let Some(c) = Connect::new(test).await else { return };
-    let environment =
-        oauth_environment(&c.server, &c.service, "oauth2client_credentials", &c.provider.issuer, "unused", "unused")
-            .await;
+    let environment = c.client_credentials_environment().await;
     let (url, page) = open_dialog(&c.server, &c.browser, &c.user, (&c.service, &environment), &[]).await;
     let post = client_credentials_post(&c.browser, &url, &page);
 

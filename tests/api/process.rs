@@ -47,6 +47,16 @@ impl Cluster {
         Self { storage, master, encryption_key, jwt_secret }
     }
 
+    /// A connection of the test's own to the storage's database, for what the API does not
+    /// show (turning full reads on, looking at bookkeeping columns).
+    pub async fn db(&self) -> sea_orm::DatabaseConnection {
+        let url = match &self.storage.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.storage.dir.path().join("latchkey.db").display()),
+        };
+        sea_orm::Database::connect(url).await.expect("connect to the cluster's database")
+    }
+
     /// Starts a `latchkey serve` on this storage and waits until it is ready.
     pub async fn start(&self, env: &[(&str, &str)]) -> Process {
         let port = free_port();

@@ -48,7 +48,10 @@ async fn the_import_flow_finds_the_environment_then_creates_and_reads_back() {
     let id = created["id"].as_str().unwrap();
     let (status, read) = s.server.rest(Method::GET, &format!("/authentications/{id}"), Some(&s.token), None).await;
     assert_eq!(status, 200);
-    assert_eq!(read, json!({"id": id, "name": "Zendesk", "serviceEnvironmentId": environment, "scopes": []}));
+    assert_eq!(
+        read,
+        json!({"id": id, "name": "Zendesk", "serviceEnvironmentId": environment, "scopes": [], "status": "ACTIVE", "expiresAt": null})
+    );
 
     // Created over REST, visible over GraphQL, and the reverse.
     let listed = s.server.ok(&s.token, "{ viewer { authentications { edges { node { id } } } } }", json!({})).await;

@@ -216,46 +216,27 @@ impl TestServer {
         token.expose_secret().to_owned()
     }
 
+    /// The HTTP API at this server's address.
+    pub fn api(&self) -> Api {
+        Api { base: self.base.clone(), client: self.client.clone() }
+    }
+
     /// POSTs a GraphQL request and returns the whole response body.
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut request =
-            self.client.post(format!("{}/graphql", self.base)).json(&json!({"query": query, "variables": variables}));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.expect("JSON body");
-        // Under `application/json` a GraphQL request answers 200, whatever its errors,
-        // except a refused or missing token, which answers 401.
-        let expected = if error_code(&body).as_deref() == Some("UNAUTHENTICATED") { 401 } else { 200 };
-        assert_eq!(status, expected, "HTTP status of {body}");
-        body
+        self.api().graphql(token, query, variables).await
     }
 
     /// Runs an operation that must succeed and returns its `data`.
     pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
-        let body = self.graphql(Some(token), query, variables).await;
-        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
-        body["data"].clone()
+        self.api().ok(token, query, variables).await
     }
 
     pub async fn create_user(&self, master: &str, external_id: &str) -> String {
-        let data = self
-            .ok(
-                master,
-                "mutation($e: String!) { createExternalUser(input: {name: \"Test User\", externalUserId: $e}) { userId } }",
-                json!({"e": external_id}),
-            )
-            .await;
-        data["createExternalUser"]["userId"].as_str().expect("userId").to_owned()
+        self.api().create_user(master, external_id).await
     }
 
     pub async fn user_token(&self, master: &str, user_id: &str) -> String {
-        let data = self
-            .ok(master, "mutation($u: ID!) { authorize(input: {userId: $u}) { accessToken } }", json!({"u": user_id}))
-            .await;
-        data["authorize"]["accessToken"].as_str().expect("accessToken").to_owned()
+        self.api().user_token(master, user_id).await
     }
 }
 
@@ -325,14 +306,7 @@ impl TestServer {
     }
 
     pub async fn create_custom_service(&self, master: &str, name: &str) -> String {
-        let data = self
-            .ok(
-                master,
-                "mutation($n: String!) { createService(input: {name: $n, title: \"Acme CRM\"}) { service { id } } }",
-                json!({"n": name}),
-            )
-            .await;
-        data["createService"]["service"]["id"].as_str().unwrap().to_owned()
+        self.api().create_custom_service(master, name).await
     }
 
     /// Creates and publishes a solution with no slots; returns its id.
@@ -370,17 +344,7 @@ impl TestServer {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}/core/v1{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") })
+        self.api().rest(method, path, token, body).await
     }
 }
 
@@ -436,6 +400,93 @@ pub fn require_tool(test: &str, available: bool, why: &str) -> Option<()> {
 /// The repository root, for scripts and fixtures beside the tests.
 pub fn repo_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A latchkey's HTTP API at `base`: an in-process [`TestServer`] or a spawned process.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn at(base: &str) -> Self {
+        Self { base: base.to_owned(), client: reqwest::Client::new() }
+    }
+
+    /// POSTs a GraphQL request and returns the whole response body.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request =
+            self.client.post(format!("{}/graphql", self.base)).json(&json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("JSON body");
+        // Under `application/json` a GraphQL request answers 200, whatever its errors,
+        // except a refused or missing token, which answers 401.
+        let expected = if error_code(&body).as_deref() == Some("UNAUTHENTICATED") { 401 } else { 200 };
+        assert_eq!(status, expected, "HTTP status of {body}");
+        body
+    }
+
+    /// Runs an operation that must succeed and returns its `data`.
+    pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
+        let body = self.graphql(Some(token), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// A REST call; returns the status and the JSON body (`null` when empty).
+    pub async fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}/core/v1{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") })
+    }
+
+    pub async fn create_user(&self, master: &str, external_id: &str) -> String {
+        let data = self
+            .ok(
+                master,
+                "mutation($e: String!) { createExternalUser(input: {name: \"Test User\", externalUserId: $e}) { userId } }",
+                json!({"e": external_id}),
+            )
+            .await;
+        data["createExternalUser"]["userId"].as_str().expect("userId").to_owned()
+    }
+
+    pub async fn user_token(&self, master: &str, user_id: &str) -> String {
+        let data = self
+            .ok(master, "mutation($u: ID!) { authorize(input: {userId: $u}) { accessToken } }", json!({"u": user_id}))
+            .await;
+        data["authorize"]["accessToken"].as_str().expect("accessToken").to_owned()
+    }
+
+    pub async fn create_custom_service(&self, master: &str, name: &str) -> String {
+        let data = self
+            .ok(
+                master,
+                "mutation($n: String!) { createService(input: {name: $n, title: \"Acme CRM\"}) { service { id } } }",
+                json!({"n": name}),
+            )
+            .await;
+        data["createService"]["service"]["id"].as_str().unwrap().to_owned()
+    }
 }
 
 /// The answer to a trivial query with `token` at `base` once it is refused, asking every

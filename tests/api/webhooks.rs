@@ -39,13 +39,13 @@ const PATIENCE: Duration = Duration::from_secs(90);
 // The receiver
 
 #[derive(Clone, Debug)]
-struct Receipt {
+pub(crate) struct Receipt {
     id: String,
-    body: String,
-    payload: Value,
+    pub(crate) body: String,
+    pub(crate) payload: Value,
     headers: http::HeaderMap,
     /// Whether each of the receiver's secrets verifies the request.
-    verified: Vec<bool>,
+    pub(crate) verified: Vec<bool>,
     /// What the receiver answered (0: it hung up without answering).
     status: u16,
     /// 1 for the first request with this `webhook-id`.
@@ -53,7 +53,7 @@ struct Receipt {
 }
 
 impl Receipt {
-    fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         self.payload["type"].as_str().unwrap_or_default()
     }
 
@@ -65,7 +65,7 @@ impl Receipt {
 
 /// How the receiver answers.
 #[derive(Clone, Default)]
-struct Script {
+pub(crate) struct Script {
     /// The first this many requests of every `webhook-id` answer 500.
     fail_first: usize,
     /// Events of these types always answer 500.
@@ -169,14 +169,14 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     state: Arc<State>,
     server: Option<JoinHandle<()>>,
 }
 
 impl Receiver {
-    async fn start(script: Script) -> Self {
+    pub(crate) async fn start(script: Script) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State { script: Mutex::new(script), ..State::default() });
@@ -184,11 +184,11 @@ impl Receiver {
         Self { addr, state, server: Some(server) }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hooks/latchkey", self.addr)
     }
 
-    fn trust(&self, secret: &str) {
+    pub(crate) fn trust(&self, secret: &str) {
         self.state.secrets.lock().unwrap().push(secret.to_owned());
     }
 
@@ -232,7 +232,7 @@ impl Receiver {
     }
 
     /// Waits until `done` holds for the receipts, and returns them.
-    async fn wait_for(&self, what: &str, done: impl Fn(&[Receipt]) -> bool) -> Vec<Receipt> {
+    pub(crate) async fn wait_for(&self, what: &str, done: impl Fn(&[Receipt]) -> bool) -> Vec<Receipt> {
         let started = Instant::now();
         loop {
             let receipts = self.receipts();
@@ -322,7 +322,7 @@ async fn gql(base: &str, token: &str, query: &str, variables: Value) -> Value {
 }
 
 /// Registers an endpoint for `types`; answers its id and signing secret.
-async fn create_endpoint(base: &str, master: &str, url: &str, types: &[&str]) -> (String, String) {
+pub(crate) async fn create_endpoint(base: &str, master: &str, url: &str, types: &[&str]) -> (String, String) {
     let data = gql(base, master, CREATE_ENDPOINT, json!({"url": url, "types": types})).await;
     let created = &data["createWebhookEndpoint"];
     (

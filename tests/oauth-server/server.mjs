@@ -12,9 +12,14 @@
 //
 // Once listening it prints one JSON line on stdout: {"issuer": "...", "port": N}.
 // Test hooks, on the same port (loopback only, never part of a real provider):
-//   GET  /_test/stats     {"grants": {"authorization_code": n, "refresh_token": n, "client_credentials": n}}
+//   GET  /_test/stats     {"grants": {"authorization_code": n, "refresh_token": n, "client_credentials": n},
+//                          "token_requests": n, "held": n}: grants made, calls to the token
+//                          endpoint (refused ones too), calls being held (see delay)
 //   POST /_test/outage    body "on" or "off": the token endpoint answers 503 while on
 //   POST /_test/revoke    revokes every grant, as a user disconnecting the app would
+//   POST /_test/delay     body: milliseconds the token endpoint holds each call before
+//                         handling it (0: none); a call whose client went away meanwhile
+//                         is dropped unhandled, as one that never arrived
 import { createServer } from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
@@ -26,6 +31,9 @@ const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL ?? 3600);
 
 const grants = { authorization_code: 0, refresh_token: 0, client_credentials: 0 };
 let outage = false;
+let delayMs = 0;
+let held = 0;
+let tokenRequests = 0;
 const liveGrants = new Set();
 
 const server = createServer();
@@ -81,7 +89,14 @@ provider.on('grant.saved', (grant) => liveGrants.add(grant.jti));
 
 provider.use(async (ctx, next) => {
   if (ctx.path === '/_test/stats' && ctx.method === 'GET') {
-    ctx.body = { grants };
+    ctx.body = { grants, token_requests: tokenRequests, held };
+    return;
+  }
+  if (ctx.path === '/_test/delay' && ctx.method === 'POST') {
+    const chunks = [];
+    for await (const chunk of ctx.req) chunks.push(chunk);
+    delayMs = Number(Buffer.concat(chunks).toString().trim()) || 0;
+    ctx.body = { delay: delayMs };
     return;
   }
   if (ctx.path === '/_test/outage' && ctx.method === 'POST') {
@@ -102,6 +117,16 @@ provider.use(async (ctx, next) => {
     ctx.body = { revoked: true };
     return;
   }
+  if (ctx.path === '/token' && delayMs > 0) {
+    held += 1;
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    held -= 1;
+    if (ctx.req.destroyed || ctx.req.socket.destroyed) {
+      ctx.respond = false;
+      return;
+    }
+  }
+  if (ctx.path === '/token') tokenRequests += 1;
   if (outage && ctx.path === '/token') {
     ctx.status = 503;
     ctx.body = { error: 'temporarily_unavailable' };
