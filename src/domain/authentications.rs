@@ -444,6 +444,18 @@ pub(crate) async fn edit(
     edit: Edit,
 ) -> Result<Authentication> {
     let row = row_for_update(txn, caller, id).await?;
+    edit_locked(txn, keyring, timing, caller, row, edit).await
+}
+
+/// [`edit`] of a row the caller has already locked in `txn`.
+async fn edit_locked(
+    txn: &DatabaseTransaction,
+    keyring: &KeyringHandle,
+    timing: Timing,
+    caller: Caller<'_>,
+    row: authentication::Model,
+    edit: Edit,
+) -> Result<Authentication> {
     let credentials =
         keep_stored(edit.credentials, &open_json(keyring, &row, Field::Credentials)?, &edit.keep_credentials);
     let user_data = keep_stored(edit.user_data, &open_json(keyring, &row, Field::UserData)?, &edit.keep_user_data);
@@ -481,14 +493,14 @@ pub(crate) async fn reconnect(
     let stored = open_json(keyring, &row, Field::UserData)?;
     let keep_user_data = stored.expose().as_object().map(|kept| kept.keys().cloned().collect()).unwrap_or_default();
     let edit_keeping = Edit {
-        name: row.name,
+        name: row.name.clone(),
         credentials: reconnect.credentials,
         user_data: reconnect.user_data,
         keep_credentials: Vec::new(),
         keep_user_data,
         scopes: reconnect.scopes,
     };
-    edit(txn, keyring, timing, caller, id, edit_keeping).await
+    edit_locked(txn, keyring, timing, caller, row, edit_keeping).await
 }
 
 /// `document` with the stored value of each of `keep` that it leaves out.
