@@ -208,6 +208,25 @@ async fn row(db: &DatabaseConnection, id: &str) -> entity::authentication::Model
     entity::authentication::Entity::find_by_id(uuid::Uuid::parse_str(id).unwrap()).one(db).await.unwrap().unwrap()
 }
 
+/// The row once a refresh newer than `before` is stored, waiting up to `limit`. The
+/// provider counts a grant before latchkey stores its answer, so a test that saw the
+/// grant waits for the row.
+async fn stored_after(
+    db: &DatabaseConnection,
+    before: &entity::authentication::Model,
+    limit: Duration,
+) -> entity::authentication::Model {
+    let started = Instant::now();
+    loop {
+        let now = row(db, &before.id.to_string()).await;
+        if now.credentials_version != before.credentials_version {
+            return now;
+        }
+        assert!(started.elapsed() < limit, "a refresh stored within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// How many times `action` was audited for the authentication `id`: each refresh, refusal
 /// and expiry notice is audited in the transaction that sends its webhook.
 async fn audited(db: &DatabaseConnection, action: &str, id: &str) -> u64 {
@@ -283,9 +302,8 @@ async fn the_background_job_refreshes_tokens_nearing_expiry_without_any_read() {
     let id = s.connect().await;
     let imported = row(&server.db, &id).await;
     // Due 3 s after the import; the job looks every second.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let refreshed = stored_after(&server.db, &imported, Duration::from_secs(30)).await;
     assert_eq!(s.refreshes().await, 1, "refreshed once, by the job");
-    let refreshed = row(&server.db, &id).await;
     assert_eq!(refreshed.credentials_version, imported.credentials_version + 1);
     assert!(refreshed.expires_at > imported.expires_at);
     assert!(refreshed.refresh_lease_owner.is_none(), "the lease is released");
@@ -622,15 +640,8 @@ async fn a_process_killed_mid_refresh_leaves_a_lease_that_lapses_and_the_next_cl
     // B finds the lease held, waits for it to lapse, then refreshes, once.
     let b = cluster.start(&[("LATCHKEY_REFRESH_INTERVAL", "1"), ("LATCHKEY_REFRESH_LEASE", "20")]).await;
     let api_b = Api::at(&b.base);
-    let started = Instant::now();
-    while s.refreshes().await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(45), "B refreshed after the lease lapsed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        row(&db, &id).await.updated_at >= claimed.refresh_lease_until.unwrap(),
-        "nobody refreshed while A's lease held"
-    );
+    let stored = stored_after(&db, &imported, Duration::from_secs(45)).await;
+    assert!(stored.updated_at >= claimed.refresh_lease_until.unwrap(), "nobody refreshed while A's lease held");
     let read = s.full_at(&api_b, &id).await;
     assert_eq!(read["status"], "ACTIVE");
     assert_eq!(s.refreshes().await, 1, "exactly one refresh");

@@ -336,6 +336,21 @@ async fn deliveries(base: &str, master: &str, endpoint: &str) -> Vec<Value> {
     data["webhookDeliveries"]["edges"].as_array().unwrap().iter().map(|edge| edge["node"].clone()).collect()
 }
 
+/// The endpoint's delivery log once none of its `count` deliveries is pending. A receiver
+/// sees a request before latchkey reads the answer and records it, so a test that has
+/// seen the requests waits for the log to catch up before it reads the log.
+async fn settled_deliveries(base: &str, master: &str, endpoint: &str, count: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let log = deliveries(base, master, endpoint).await;
+        if log.len() >= count && log.iter().all(|delivery| delivery["status"] != "PENDING") {
+            return log;
+        }
+        assert!(started.elapsed() < PATIENCE, "waited in vain for {count} settled deliveries: {log:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn zendesk(base: &str, master: &str) -> (String, String) {
     let query = "{ serviceEnvironments(serviceName: \"zendesk\", serviceVersion: \"1\") { id serviceId } }";
     let data = gql(base, master, query, json!({})).await;
@@ -609,7 +624,7 @@ async fn every_event_arrives_signed_in_order_through_retries_with_one_webhook_id
     );
 
     // The delivery log tells the same story.
-    let log = deliveries(base, master, &endpoint).await;
+    let log = settled_deliveries(base, master, &endpoint, 8).await;
     assert_eq!(log.len(), 8);
     for delivery in &log {
         assert_eq!(delivery["status"], "DELIVERED", "{delivery}");
@@ -651,7 +666,7 @@ async fn a_receiver_killed_mid_delivery_and_started_again_gets_every_event_in_or
     assert_eq!(order[&first], ["authentication.created", "authentication.updated"]);
     assert_eq!(order.len(), 4);
     assert!(receiver.overlaps().is_empty(), "{:?}", receiver.overlaps());
-    let log = deliveries(base, master, &endpoint).await;
+    let log = settled_deliveries(base, master, &endpoint, 5).await;
     assert!(log.iter().all(|delivery| delivery["status"] == "DELIVERED"), "{log:#?}");
     let classes: HashSet<String> = log
         .iter()
@@ -796,7 +811,7 @@ async fn a_process_killed_mid_delivery_loses_nothing_another_process_delivers_it
     assert_eq!(delivered.payload["data"]["authenticationId"], authentication.as_str());
     assert!(started.elapsed() < PATIENCE);
     assert!(receiver.overlaps().is_empty(), "{:?}", receiver.overlaps());
-    let log = deliveries(&second.base, master, &endpoint).await;
+    let log = settled_deliveries(&second.base, master, &endpoint, 1).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["status"], "DELIVERED");
 }
@@ -895,7 +910,7 @@ async fn removing_an_end_user_reports_their_removals_and_purging_keeps_what_is_s
     let server = TestServer::start().await;
     let (base, master) = (server.base.as_str(), server.master.as_str());
     let receiver = Receiver::start(Script::default()).await;
-    let (_, secret) = create_endpoint(base, master, &receiver.url(), ALL_TYPES).await;
+    let (endpoint, secret) = create_endpoint(base, master, &receiver.url(), ALL_TYPES).await;
     receiver.trust(&secret);
     let (user, token) = end_user(base, master, "ann-1").await;
     let zendesk = zendesk(base, master).await;
@@ -918,6 +933,7 @@ async fn removing_an_end_user_reports_their_removals_and_purging_keeps_what_is_s
     let (_, token) = end_user(base, master, "bob-1").await;
     import(base, &token, &zendesk, "zd", "zd-token-0002").await;
     receiver.wait_delivered(5).await;
+    settled_deliveries(base, master, &endpoint, 5).await;
     let purged =
         latchkey::domain::webhooks::deliveries::purge(&server.db, chrono::Utc::now() + chrono::TimeDelta::days(1))
             .await
