@@ -27,6 +27,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
         .min_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
+        // No ping before each use: it is a round trip per statement. A connection the
+        // server has closed fails its statement once and is dropped from the pool.
+        .test_before_acquire(false)
         // Statement logs carry bound parameters; keep them out of the logs entirely.
         .sqlx_logging(false);
     if config.database_kind == DatabaseKind::Sqlite {

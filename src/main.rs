@@ -237,6 +237,9 @@ impl Options {
     }
 }
 
+/// Log lines queued for the writer thread before a logger waits for it.
+const LOG_QUEUE_LINES: usize = 8192;
+
 fn main() -> ExitCode {
     app::use_private_umask();
     let cli = Cli::parse();
@@ -247,9 +250,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Lines are written by a thread of their own, buffered while more are queued and
+    // flushed as soon as none are: a request never waits on a write to stderr. Nothing is
+    // dropped (a full queue makes loggers wait), and the guard flushes what is left at exit.
+    // The queue's slots are allocated up front, so it is kept short.
+    let (writer, _flush_at_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("latchkey-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(&config.log))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

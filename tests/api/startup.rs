@@ -356,11 +356,12 @@ async fn database_files_are_private_even_in_a_data_dir_that_already_exists() {
     }
 }
 
-/// The bundled SQLite is built with the query planner stability guarantee
-/// (`.cargo/config.toml`), so a cached statement with a bound LIMIT or range is not
-/// prepared again on every execution.
+/// The bundled SQLite is built as `.cargo/config.toml` says: with the query planner
+/// stability guarantee, so a cached statement with a bound LIMIT or range is not prepared
+/// again on every execution, and without memory statistics, so its allocations take no
+/// global lock.
 #[tokio::test]
-async fn the_bundled_sqlite_keeps_its_plans_whatever_is_bound() {
+async fn the_bundled_sqlite_keeps_its_plans_whatever_is_bound_and_allocates_without_a_lock() {
     use sea_orm::{ConnectionTrait, Statement};
     let server = TestServer::start().await;
     if !server.storage.is_sqlite() {
@@ -377,4 +378,5 @@ async fn the_bundled_sqlite_keeps_its_plans_whatever_is_bound() {
     let options: Vec<String> =
         options.iter().map(|row| row.try_get::<String>("", "compile_options").unwrap()).collect();
     assert!(options.iter().any(|option| option == "ENABLE_QPSG"), "{options:?}");
+    assert!(options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"), "{options:?}");
 }
