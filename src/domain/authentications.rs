@@ -4,12 +4,12 @@
 //! reads never open them; only [`read_full`] does, for the owning end user, where the
 //! organization enabled it, and it is audited.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DerivePartialModel,
+    EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -17,7 +17,8 @@ use serde_json::Value;
 use super::{
     audit,
     catalog::{self, Environment, Service},
-    expiry::{self, Lifecycle, Status, Timing},
+    catalog_cache,
+    expiry::{self, Lifecycle, Standing, Status, Timing},
     idempotency::{self, Begun, Idempotency},
     json_schema, orgs,
     pagination::{Page, PageRequest},
@@ -31,7 +32,8 @@ use crate::{
     error::{Error, Result},
     ids::{AuthenticationId, EnvironmentId, OrgId, ServiceId, UserId},
 };
-use entity::authentication;
+use entity::{authentication, service, service_environment};
+use uuid::Uuid;
 
 const MAX_NAME: usize = 256;
 const MAX_SCOPES: usize = 200;
@@ -43,8 +45,9 @@ pub struct Authentication {
     pub id: AuthenticationId,
     pub owner: Option<UserId>,
     pub name: String,
-    pub service: Service,
-    pub environment: Environment,
+    /// Shared by every authentication read with it.
+    pub service: Arc<Service>,
+    pub environment: Arc<Environment>,
     pub scopes: Vec<String>,
     pub hidden: bool,
     pub custom_fields: Value,
@@ -243,49 +246,148 @@ fn seal(
     envelope::seal(keyring, &binding_for(org_id, owner, id, field), value.to_string().as_bytes())
 }
 
-fn to_authentication(row: authentication::Model, service: Service, environment: Environment) -> Result<Authentication> {
-    Ok(Authentication {
-        status: expiry::status(&row, Utc::now()),
-        expires_at: row.expires_at,
-        id: AuthenticationId(row.id),
-        owner: row.owner_user_id.map(UserId),
-        name: row.name,
-        service,
-        environment,
-        scopes: serde_json::from_str(&row.scopes).map_err(Error::internal)?,
-        hidden: row.hidden,
-        custom_fields: serde_json::from_str(&row.custom_fields).map_err(Error::internal)?,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-    })
+/// What an authentication's metadata is made of from its own row: never the sealed
+/// envelopes, and of the keep-alive's bookkeeping only what its status is read from.
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "authentication::Entity")]
+struct Own {
+    id: Uuid,
+    owner_user_id: Option<Uuid>,
+    name: String,
+    scopes: String,
+    hidden: bool,
+    custom_fields: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    hard_expires_at: Option<DateTime<Utc>>,
+    renewal: Option<String>,
+    status: String,
+    refresh_attempts: i32,
 }
 
-/// Adds service and environment to rows: two statements for any number of rows.
-async fn with_catalog(
+impl From<authentication::Model> for Own {
+    fn from(row: authentication::Model) -> Self {
+        Self {
+            id: row.id,
+            owner_user_id: row.owner_user_id,
+            name: row.name,
+            scopes: row.scopes,
+            hidden: row.hidden,
+            custom_fields: row.custom_fields,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            expires_at: row.expires_at,
+            hard_expires_at: row.hard_expires_at,
+            renewal: row.renewal,
+            status: row.status,
+            refresh_attempts: row.refresh_attempts,
+        }
+    }
+}
+
+impl Own {
+    fn shown(self, service: Arc<Service>, environment: Arc<Environment>, now: DateTime<Utc>) -> Result<Authentication> {
+        let standing = Standing {
+            stored: &self.status,
+            renewal: self.renewal.as_deref(),
+            refresh_attempts: self.refresh_attempts,
+            expires_at: self.expires_at,
+            hard_expires_at: self.hard_expires_at,
+        };
+        Ok(Authentication {
+            status: expiry::status(standing, now),
+            expires_at: self.expires_at,
+            id: AuthenticationId(self.id),
+            owner: self.owner_user_id.map(UserId),
+            name: self.name,
+            service,
+            environment,
+            scopes: serde_json::from_str(&self.scopes).map_err(Error::internal)?,
+            hidden: self.hidden,
+            custom_fields: serde_json::from_str(&self.custom_fields).map_err(Error::internal)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A catalog row's id and stamp, read with the authentications that use it.
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "service::Entity")]
+struct ServiceStamp {
+    id: Uuid,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "service_environment::Entity")]
+struct EnvironmentStamp {
+    id: Uuid,
+    updated_at: DateTime<Utc>,
+}
+
+/// An authentication's own row with the stamps of its service and environment: everything
+/// a metadata read needs, in one statement, with the catalog itself from
+/// [`catalog_cache`] (read again only when a stamp has moved).
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "authentication::Entity")]
+struct Metadata {
+    #[sea_orm(nested)]
+    own: Own,
+    #[sea_orm(nested)]
+    service: ServiceStamp,
+    #[sea_orm(nested)]
+    service_environment: EnvironmentStamp,
+}
+
+/// The caller's authentications with the stamps [`Metadata`] reads. Another
+/// organization's custom services and environments are left out, as missing ones are.
+fn with_catalog(caller: Caller<'_>) -> sea_orm::Select<authentication::Entity> {
+    let org_id = caller.org_id();
+    scoped(caller)
+        .join(JoinType::InnerJoin, authentication::Relation::Service.def())
+        .join(JoinType::InnerJoin, authentication::Relation::ServiceEnvironment.def())
+        .filter(catalog::visible_to(org_id, service::Column::OrgId))
+        .filter(catalog::visible_to(org_id, service_environment::Column::OrgId))
+}
+
+/// Rows to authentications, each service and environment shared by the rows that use it.
+async fn to_authentications(
     conn: &impl ConnectionTrait,
     caller: Caller<'_>,
-    rows: Vec<authentication::Model>,
+    rows: Vec<Metadata>,
 ) -> Result<Vec<Authentication>> {
-    let service_ids: Vec<_> = rows.iter().map(|row| row.service_id).collect();
-    let environment_ids: Vec<_> = rows.iter().map(|row| row.environment_id).collect();
-    let services = catalog::services_by_id(conn, caller, &service_ids).await?;
-    let environments = catalog::environments_by_id(conn, caller, &environment_ids).await?;
+    let stamp = |id, updated_at| catalog_cache::Stamp { id, updated_at };
+    let services: Vec<_> = rows.iter().map(|row| stamp(row.service.id, row.service.updated_at)).collect();
+    let environments: Vec<_> =
+        rows.iter().map(|row| stamp(row.service_environment.id, row.service_environment.updated_at)).collect();
+    let services = catalog_cache::services(conn, caller, &services).await?;
+    let environments = catalog_cache::environments(conn, caller, &environments).await?;
+    let now = Utc::now();
     rows.into_iter()
         .map(|row| {
-            let missing = || Error::internal(anyhow::anyhow!("authentication {} lost its catalog entry", row.id));
-            let service = services.get(&row.service_id).cloned().ok_or_else(missing)?;
-            let environment = environments.get(&row.environment_id).cloned().ok_or_else(missing)?;
-            to_authentication(row, service, environment)
+            let missing = || Error::internal(anyhow::anyhow!("authentication {} lost its catalog entry", row.own.id));
+            let service = services.get(&row.service.id).cloned().ok_or_else(missing)?;
+            let environment = environments.get(&row.service_environment.id).cloned().ok_or_else(missing)?;
+            row.own.shown(service, environment, now)
         })
         .collect()
 }
 
-async fn one_with_catalog(
-    conn: &impl ConnectionTrait,
-    caller: Caller<'_>,
-    row: authentication::Model,
-) -> Result<Authentication> {
-    with_catalog(conn, caller, vec![row]).await?.pop().ok_or_else(|| Error::internal(anyhow::anyhow!("row vanished")))
+/// One authentication's metadata, as the caller sees it (inside the caller's
+/// transaction, where there is one).
+async fn metadata(conn: &impl ConnectionTrait, caller: Caller<'_>, id: AuthenticationId) -> Result<Authentication> {
+    let row = with_catalog(caller)
+        .filter(authentication::Column::Id.eq(id.0))
+        .into_partial_model::<Metadata>()
+        .one(conn)
+        .await?
+        .ok_or(Error::NotFound("authentication"))?;
+    to_authentications(conn, caller, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("row vanished")))
 }
 
 /// Imports an authentication: the end user's own with a user token, the organization's
@@ -333,7 +435,7 @@ pub(crate) async fn insert(
     new: NewAuthentication,
 ) -> Result<Authentication> {
     let org_id = caller.org_id();
-    let environment = catalog::environment(txn, caller, new.environment_id).await?;
+    let (service, environment) = catalog::held_environment(txn, caller, new.environment_id).await?;
     if new.service_id.is_some_and(|id| id != environment.service_id) {
         return Err(Error::bad_input("serviceId is not the service of serviceEnvironmentId"));
     }
@@ -366,17 +468,14 @@ pub(crate) async fn insert(
     if let Some(owner) = owner {
         super::users::hold(txn, org_id, owner).await?;
     }
-    catalog::hold_environment(txn, org_id, &environment).await?;
     let row = authentication::Entity::insert(row).exec_with_returning(txn).await?;
     audit::record(txn, org_id, caller.into(), "authentication.created", Some(id.0)).await?;
     webhooks::events::authentication(txn, &row, AuthenticationChange::Created).await?;
-    let service = catalog::service(txn, caller, environment.service_id).await?;
-    to_authentication(row, service, environment)
+    Own::from(row).shown(Arc::new(service), Arc::new(environment), now)
 }
 
 pub async fn get(conn: &impl ConnectionTrait, caller: Caller<'_>, id: AuthenticationId) -> Result<Authentication> {
-    let row = find_row(conn, caller, id).await?;
-    one_with_catalog(conn, caller, row).await
+    metadata(conn, caller, id).await
 }
 
 /// A page of authentications: an end user's own; for the master token the organization's
@@ -387,7 +486,7 @@ pub async fn list(
     criteria: Criteria,
     page: &PageRequest,
 ) -> Result<Page<Authentication>> {
-    let mut select = scoped(caller);
+    let mut select = with_catalog(caller);
     select = match (caller, criteria.owner) {
         (Caller::User(_), Some(_)) => return Err(Error::Forbidden("only the master token may filter by owner")),
         (Caller::User(_), None) => select,
@@ -397,8 +496,9 @@ pub async fn list(
     if let Some(service_id) = criteria.service_id {
         select = select.filter(authentication::Column::ServiceId.eq(service_id.0));
     }
-    let mut page = page.fetch(conn, select, authentication::Column::Id, |row| row.id).await?;
-    let items = with_catalog(conn, caller, std::mem::take(&mut page.items)).await?;
+    let rows = page.window(select, authentication::Column::Id).into_partial_model::<Metadata>().all(conn).await?;
+    let mut page = page.page_of(rows, |row| row.own.id);
+    let items = to_authentications(conn, caller, std::mem::take(&mut page.items)).await?;
     Ok(page.with_items(items))
 }
 
@@ -554,7 +654,7 @@ async fn rewrite(
     let row = authentication::Entity::update(active).exec(txn).await?;
     audit::record(txn, org_id, caller.into(), "authentication.updated", Some(id.0)).await?;
     webhooks::events::authentication(txn, &row, AuthenticationChange::Replaced).await?;
-    one_with_catalog(txn, caller, row).await
+    metadata(txn, caller, id).await
 }
 
 pub async fn remove(db: &DatabaseConnection, caller: Caller<'_>, id: AuthenticationId) -> Result<()> {
@@ -659,7 +759,7 @@ pub async fn read_full(
     let credentials = open_json(keyring, &row, Field::Credentials)?;
     let user_data = open_json(keyring, &row, Field::UserData)?;
     audit::record(db, scope.org_id(), scope.into(), "authentication.read_full", Some(id.0)).await?;
-    let authentication = one_with_catalog(db, caller, row).await?;
+    let authentication = metadata(db, caller, id).await?;
     Ok(FullAuthentication { authentication, credentials, user_data })
 }
 
@@ -674,8 +774,7 @@ pub async fn refresh(
     let row = find_row(db, caller, id).await?;
     audit::record(db, caller.org_id(), caller.into(), "authentication.refresh_forced", Some(id.0)).await?;
     let outcome = refresher.force(&row).await?;
-    let row = find_row(db, caller, id).await?;
-    Ok((one_with_catalog(db, caller, row).await?, outcome))
+    Ok((metadata(db, caller, id).await?, outcome))
 }
 
 // ---------------------------------------------------------------------------------------

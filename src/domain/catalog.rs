@@ -2,8 +2,6 @@
 //! every organization, ids stable across releases) and an organization's custom services
 //! and environments (such as its own OAuth app, whose client secret is sealed).
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -15,6 +13,7 @@ use uuid::Uuid;
 
 use super::{
     audit,
+    catalog_cache::advanced,
     idempotency::{self, Begun, Idempotency},
     json_schema,
     pagination::{Page, PageRequest},
@@ -284,7 +283,7 @@ pub async fn load_builtin(db: &DatabaseConnection) -> anyhow::Result<usize> {
 // ---------------------------------------------------------------------------------------
 // Reads: built-in rows and the organization's own
 
-fn visible_to(org_id: OrgId, column: impl ColumnTrait) -> Condition {
+pub(super) fn visible_to(org_id: OrgId, column: impl ColumnTrait) -> Condition {
     Condition::any().add(column.is_null()).add(column.eq(org_id.0))
 }
 
@@ -315,21 +314,6 @@ pub async fn service(conn: &impl ConnectionTrait, caller: Caller<'_>, id: Servic
         .await?
         .map(Into::into)
         .ok_or(Error::NotFound("service"))
-}
-
-/// Services by id, for showing many authentications in one statement. Another
-/// organization's custom services are left out, as missing ones are.
-pub async fn services_by_id(
-    conn: &impl ConnectionTrait,
-    caller: Caller<'_>,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Service>> {
-    let rows = service::Entity::find()
-        .filter(visible_to(caller.org_id(), service::Column::OrgId))
-        .filter(service::Column::Id.is_in(ids.iter().copied()))
-        .all(conn)
-        .await?;
-    Ok(rows.into_iter().map(|row| (row.id, row.into())).collect())
 }
 
 pub async fn service_by_name(
@@ -385,21 +369,6 @@ pub(super) async fn environment_of(
         .await?
         .ok_or(Error::NotFound("service environment"))?
         .try_into()
-}
-
-/// Environments by id, for showing many authentications in one statement. Another
-/// organization's custom environments are left out, as missing ones are.
-pub async fn environments_by_id(
-    conn: &impl ConnectionTrait,
-    caller: Caller<'_>,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Environment>> {
-    let rows = service_environment::Entity::find()
-        .filter(visible_to(caller.org_id(), service_environment::Column::OrgId))
-        .filter(service_environment::Column::Id.is_in(ids.iter().copied()))
-        .all(conn)
-        .await?;
-    rows.into_iter().map(|row| Ok((row.id, Environment::try_from(row)?))).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -477,27 +446,26 @@ fn checked_schema(field: &str, schema: Option<Value>, fallback: &Value) -> Resul
     Ok(schema.to_string())
 }
 
-/// Share-locks a service and one of its environments until the transaction ends
-/// (PostgreSQL), for writes that add rows using them: a concurrent removal waits and then
-/// sees those rows, or has already happened and they answer `NOT_FOUND`.
-pub(crate) async fn hold_environment(
+/// An environment the caller's organization can use, with its service, both share-locked
+/// until the transaction ends (PostgreSQL): neither can be removed under a row being made
+/// to use them. One statement.
+pub(crate) async fn held_environment(
     conn: &impl ConnectionTrait,
-    org_id: OrgId,
-    environment: &Environment,
-) -> Result<()> {
-    service::Entity::find_by_id(environment.service_id.0)
-        .filter(visible_to(org_id, service::Column::OrgId))
-        .lock_shared()
-        .one(conn)
-        .await?
-        .ok_or(Error::NotFound("service"))?;
-    service_environment::Entity::find_by_id(environment.id.0)
+    caller: Caller<'_>,
+    id: EnvironmentId,
+) -> Result<(Service, Environment)> {
+    let org_id = caller.org_id();
+    let (environment, service) = service_environment::Entity::find_by_id(id.0)
         .filter(visible_to(org_id, service_environment::Column::OrgId))
+        .inner_join(service::Entity)
+        .filter(visible_to(org_id, service::Column::OrgId))
+        .select_also(service::Entity)
         .lock_shared()
         .one(conn)
         .await?
         .ok_or(Error::NotFound("service environment"))?;
-    Ok(())
+    let service = service.ok_or(Error::NotFound("service"))?;
+    Ok((service.into(), environment.try_into()?))
 }
 
 /// A custom service of the organization, or NOT_FOUND (built-in ones are read-only);
@@ -601,7 +569,9 @@ pub async fn update_service(
     let title = patch.title.as_deref().map(|title| required_text("title", title, 200)).transpose()?;
     let icon = patch.icon.as_deref().map(|icon| http_url("icon", icon)).transpose()?;
     let txn = crate::db::write(db).await?;
-    let mut row: service::ActiveModel = own_service(&txn, scope.org_id(), id).await?.into();
+    let current = own_service(&txn, scope.org_id(), id).await?;
+    let stamp = advanced(current.updated_at);
+    let mut row: service::ActiveModel = current.into();
     if let Some(title) = title {
         row.title = Set(title);
     }
@@ -611,7 +581,7 @@ pub async fn update_service(
     if let Some(icon) = icon {
         row.icon = Set(Some(icon));
     }
-    row.updated_at = Set(Utc::now());
+    row.updated_at = Set(stamp);
     let row = row.update(&txn).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "service.updated", Some(row.id)).await?;
     txn.commit().await?;
@@ -817,7 +787,7 @@ pub async fn update_environment(
     if let Some(app) = patch.oauth_app {
         seal_oauth_app(keyring, scope.org_id(), id, app, &mut row)?;
     }
-    row.updated_at = Set(Utc::now());
+    row.updated_at = Set(advanced(current.updated_at));
     let row = row.update(&txn).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "service_environment.updated", Some(id.0)).await?;
     txn.commit().await?;

@@ -76,17 +76,31 @@ impl Status {
     }
 }
 
+/// What an authentication's status is read from: its stored status and its expiry.
+#[derive(Clone, Copy, Debug)]
+pub struct Standing<'a> {
+    pub stored: &'a str,
+    pub renewal: Option<&'a str>,
+    pub refresh_attempts: i32,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub hard_expires_at: Option<DateTime<Utc>>,
+}
+
 /// The status of a row at `now`: the stored one, except that an active authentication
 /// whose hard expiry has passed, or whose access token has expired while latchkey cannot
 /// renew it (no way to, or its attempts are failing), reads `EXPIRED`.
-pub fn status(row: &entity::authentication::Model, now: DateTime<Utc>) -> Status {
-    let stored = Status::stored(&row.status);
+pub fn status(standing: Standing<'_>, now: DateTime<Utc>) -> Status {
+    let stored = Status::stored(standing.stored);
     if stored != Status::Active {
         return stored;
     }
     let passed = |at: Option<DateTime<Utc>>| at.is_some_and(|at| at <= now);
-    let renewable = Renewal::parse(row.renewal.as_deref()).is_some() && row.refresh_attempts == 0;
-    if passed(row.hard_expires_at) || (passed(row.expires_at) && !renewable) { Status::Expired } else { Status::Active }
+    let renewable = Renewal::parse(standing.renewal).is_some() && standing.refresh_attempts == 0;
+    if passed(standing.hard_expires_at) || (passed(standing.expires_at) && !renewable) {
+        Status::Expired
+    } else {
+        Status::Active
+    }
 }
 
 /// When refreshes are due.

@@ -128,6 +128,7 @@ async fn merge_values(
     config: &mut BTreeMap<String, JsonText>,
 ) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
+    let mut given = Vec::with_capacity(values.auth.len());
     for (external_id, auth_id) in values.auth {
         if !seen.insert(("auth", external_id.clone())) {
             return Err(Error::bad_input(format!("auth slot {external_id:?} is given twice")));
@@ -135,19 +136,40 @@ async fn merge_values(
         let slot = definition.auth_slot(&external_id).ok_or_else(|| {
             unknown_slot("auth", &external_id, definition.auth_slots.iter().map(|s| s.external_id.as_str()).collect())
         })?;
-        let not_yours =
-            || Error::bad_input(format!("authId of auth slot {external_id:?} is not one of your authentications"));
-        let id = AuthenticationId::parse(&auth_id).map_err(|_| not_yours())?;
-        // Share-locked so that the authentication cannot be removed before this commits.
-        let row = authentication::Entity::find_by_id(id.0)
+        given.push((external_id, slot, AuthenticationId::parse(&auth_id).ok()));
+    }
+    // The end user's own among them, in one statement, share-locked so that none can be
+    // removed before this commits.
+    let ids: Vec<Uuid> = given.iter().filter_map(|(_, _, id)| id.map(|id| id.0)).collect();
+    let owned: HashMap<Uuid, (Uuid, Uuid)> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        authentication::Entity::find()
+            .select_only()
+            .columns([
+                authentication::Column::Id,
+                authentication::Column::ServiceId,
+                authentication::Column::EnvironmentId,
+            ])
+            .filter(authentication::Column::Id.is_in(ids))
             .filter(authentication::Column::OrgId.eq(scope.org_id().0))
             .filter(authentication::Column::OwnerUserId.eq(scope.user_id().0))
             .lock_shared()
-            .one(txn)
+            .into_tuple::<(Uuid, Uuid, Uuid)>()
+            .all(txn)
             .await?
-            .ok_or_else(not_yours)?;
-        let environment_fits = slot.service_environment_id.is_none_or(|env| env == row.environment_id);
-        if row.service_id != slot.service_id || !environment_fits {
+            .into_iter()
+            .map(|(id, service_id, environment_id)| (id, (service_id, environment_id)))
+            .collect()
+    };
+    for (external_id, slot, id) in given {
+        let Some((id, (service_id, environment_id))) = id.and_then(|id| Some((id, *owned.get(&id.0)?))) else {
+            return Err(Error::bad_input(format!(
+                "authId of auth slot {external_id:?} is not one of your authentications"
+            )));
+        };
+        let environment_fits = slot.service_environment_id.is_none_or(|env| env == environment_id);
+        if service_id != slot.service_id || !environment_fits {
             return Err(Error::bad_input(format!(
                 "authId of auth slot {external_id:?} is not for the service{} the slot declares",
                 if slot.service_environment_id.is_some() { " environment" } else { "" }
@@ -222,6 +244,16 @@ async fn store_values(
         .filter(instance_config_value::Column::InstanceId.eq(id))
         .exec(txn)
         .await?;
+    insert_values(txn, id, auth, config).await
+}
+
+/// Writes the values of an instance that has none yet.
+async fn insert_values(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    auth: &BTreeMap<String, AuthenticationId>,
+    config: &BTreeMap<String, JsonText>,
+) -> Result<()> {
     if !auth.is_empty() {
         instance_auth_value::Entity::insert_many(auth.iter().map(|(external_id, auth_id)| {
             instance_auth_value::ActiveModel {
@@ -289,11 +321,12 @@ pub async fn create(
     })
     .exec_with_returning(&txn)
     .await?;
-    store_values(&txn, id.0, &auth, &config).await?;
+    insert_values(&txn, id.0, &auth, &config).await?;
     audit::record(&txn, scope.org_id(), scope.into(), "solution_instance.created", Some(id.0)).await?;
     events::instance(&txn, &row, InstanceChange::Created).await?;
     txn.commit().await?;
-    get(db, Caller::User(scope), id).await
+    // Made at the solution's latest version: nothing is newer.
+    Ok(instance_of(row, definition, None, (auth, config)))
 }
 
 /// The caller's instance row, locked until the transaction ends (PostgreSQL; SQLite's
@@ -628,6 +661,29 @@ pub async fn list(
     Ok((page.with_items(items), total))
 }
 
+/// An instance from its row, its version's definition, its solution's latest and its values.
+fn instance_of(
+    row: solution_instance::Model,
+    definition: Definition,
+    latest: Option<(&Definition, i32)>,
+    (auth_values, config_values): ValueMaps,
+) -> Instance {
+    let flags = flags(&definition, row.solution_version, latest);
+    Instance {
+        id: InstanceId(row.id),
+        owner: UserId(row.owner_user_id),
+        solution_id: SolutionId(row.solution_id),
+        version: row.solution_version,
+        name: row.name,
+        enabled: row.enabled,
+        created_at: row.created_at,
+        definition,
+        auth_values,
+        config_values,
+        flags,
+    }
+}
+
 /// Loads values, solutions and the needed versions for rows, in four statements.
 async fn assemble(
     conn: &impl ConnectionTrait,
@@ -653,21 +709,8 @@ async fn assemble(
             let latest = solutions.get(&row.solution_id).and_then(|s| {
                 definitions.get(&(s.id, s.latest_version)).map(|definition| (definition, s.latest_version))
             });
-            let flags = flags(&definition, row.solution_version, latest);
-            let (auth_values, config_values) = values.remove(&row.id).unwrap_or_default();
-            Ok(Instance {
-                id: InstanceId(row.id),
-                owner: UserId(row.owner_user_id),
-                solution_id: SolutionId(row.solution_id),
-                version: row.solution_version,
-                name: row.name,
-                enabled: row.enabled,
-                created_at: row.created_at,
-                definition,
-                auth_values,
-                config_values,
-                flags,
-            })
+            let values = values.remove(&row.id).unwrap_or_default();
+            Ok(instance_of(row, definition, latest, values))
         })
         .collect()
 }

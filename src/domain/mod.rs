@@ -46,6 +46,7 @@ macro_rules! named_enum {
 pub mod audit;
 pub mod authentications;
 pub mod catalog;
+pub mod catalog_cache;
 pub mod expiry;
 pub mod idempotency;
 pub mod installation;

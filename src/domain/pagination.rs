@@ -102,9 +102,15 @@ impl PageRequest {
         E: EntityTrait,
         C: ConnectionTrait,
     {
+        let rows = self.window(select, id).all(conn).await?;
+        Ok(self.page_of(rows, id_of))
+    }
+
+    /// `select` narrowed to this page's rows, in order, with the boundary rows that prove
+    /// a page on either side; for a query that selects more than the entity's model
+    /// (joins, partial models), whose rows then go through [`PageRequest::page_of`].
+    pub fn window<E: EntityTrait>(&self, select: Select<E>, id: E::Column) -> Select<E> {
         let forward = self.direction == Direction::Forward;
-        // The boundary row on the side we page away from, fetched as proof of a page there.
-        let anchor = if forward { self.after } else { self.before };
         let mut select = select;
         if let Some(after) = self.after {
             select = select.filter(if forward { id.gte(after) } else { id.gt(after) });
@@ -113,10 +119,17 @@ impl PageRequest {
             select = select.filter(if forward { id.lt(before) } else { id.lte(before) });
         }
         select = if forward { select.order_by_asc(id) } else { select.order_by_desc(id) };
-        let limit = self.size + 1 + u64::from(anchor.is_some());
-        let mut rows = select.limit(limit).all(conn).await?;
+        select.limit(self.size + 1 + u64::from(self.anchor().is_some()))
+    }
 
-        let anchor_seen = match (anchor, rows.first()) {
+    /// The boundary row on the side we page away from, fetched as proof of a page there.
+    fn anchor(&self) -> Option<Uuid> {
+        if self.direction == Direction::Forward { self.after } else { self.before }
+    }
+
+    /// The page in the rows of [`PageRequest::window`].
+    pub fn page_of<T>(&self, mut rows: Vec<T>, id_of: impl Fn(&T) -> Uuid) -> Page<T> {
+        let anchor_seen = match (self.anchor(), rows.first()) {
             (Some(anchor), Some(row)) if id_of(row) == anchor => {
                 rows.remove(0);
                 true
@@ -125,11 +138,11 @@ impl PageRequest {
         };
         let more = rows.len() as u64 > self.size;
         rows.truncate(self.size as usize);
-        if forward {
-            Ok(Page { items: rows, has_previous_page: anchor_seen, has_next_page: more })
+        if self.direction == Direction::Forward {
+            Page { items: rows, has_previous_page: anchor_seen, has_next_page: more }
         } else {
             rows.reverse();
-            Ok(Page { items: rows, has_previous_page: more, has_next_page: anchor_seen })
+            Page { items: rows, has_previous_page: more, has_next_page: anchor_seen }
         }
     }
 }

@@ -3,7 +3,9 @@
 //! `refreshAuthentication` and `authenticationCredentials`, the one GraphQL path by which
 //! secrets leave.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use std::sync::Arc;
+
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 
 use super::{
     catalog::{Service, ServiceEnvironment},
@@ -17,6 +19,7 @@ use crate::{
     auth::Access,
     domain::{
         authentications::{self, Criteria, NewAuthentication, Replacement},
+        catalog,
         expiry::Status,
         refresh::Outcome,
     },
@@ -25,13 +28,17 @@ use crate::{
 
 /// An imported authentication's metadata. Never holds a secret.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Authentication {
     pub id: ID,
     pub name: String,
     /// Non-secret metadata given at import (a JSON object); never `null` in latchkey.
     pub custom_fields: Option<Json>,
-    pub service: Service,
-    pub service_environment: ServiceEnvironment,
+    /// Shared by the authentications of a page; converted only when asked for.
+    #[graphql(skip)]
+    pub service: Arc<catalog::Service>,
+    #[graphql(skip)]
+    pub environment: Arc<catalog::Environment>,
     pub scopes: Vec<String>,
     pub hidden: bool,
     /// (ext) The owning end user; `null` for the organization's own.
@@ -75,8 +82,8 @@ impl From<authentications::Authentication> for Authentication {
             id: ID(authentication.id.to_string()),
             name: authentication.name,
             custom_fields: Some(Json::from(authentication.custom_fields)),
-            service: authentication.service.into(),
-            service_environment: authentication.environment.into(),
+            service: authentication.service,
+            environment: authentication.environment,
             scopes: authentication.scopes,
             hidden: authentication.hidden,
             owner_id: authentication.owner.map(|owner| ID(owner.to_string())),
@@ -85,6 +92,17 @@ impl From<authentications::Authentication> for Authentication {
             status: authentication.status.into(),
             expires_at: authentication.expires_at.map(DateTime),
         }
+    }
+}
+
+#[ComplexObject]
+impl Authentication {
+    async fn service(&self) -> Service {
+        Service::from(catalog::Service::clone(&self.service))
+    }
+
+    async fn service_environment(&self) -> ServiceEnvironment {
+        ServiceEnvironment::from(catalog::Environment::clone(&self.environment))
     }
 }
 

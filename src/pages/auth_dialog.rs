@@ -12,7 +12,7 @@
 //! end user back, saves through the same [`store`] as a post; its client-credentials
 //! form is this form with the client's fields, checked with the provider first.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
     extract::{Path, State},
@@ -169,7 +169,7 @@ async fn subject(state: &AppState, session: &Session, dialog: &Dialog) -> Result
             let authentication = authentications::get(db, caller, *authentication_id).await?;
             name = Some(authentication.name);
             editing = Some(authentication.id);
-            (authentication.environment, authentication.scopes)
+            (Arc::unwrap_or_clone(authentication.environment), authentication.scopes)
         }
         PageTarget::ConfigureInstance { instance_id } => {
             let slot = dialog.wizard_slot.as_deref().unwrap_or_default();

@@ -345,3 +345,70 @@ async fn validation_refuses_what_is_surely_wrong_and_not_a_vendor_format_guess()
     let publishable = s.server.graphql(Some(&s.token), CREATE, stripe_import("pk_live_123")).await;
     assert!(message(&publishable).contains("/api_key: does not match the pattern"), "{publishable}");
 }
+
+/// A page is one statement that joins each authentication to its service and environment:
+/// every node shows its own, never a neighbour's, and a change to an environment shows in
+/// the next page at once.
+#[tokio::test]
+async fn a_page_shows_each_authentications_own_service_and_environment_as_they_are_now() {
+    let s = setup().await;
+    let master = &s.server.master;
+    let service = s.server.create_custom_service(master, "ledger").await;
+    let created = s
+        .server
+        .ok(
+            master,
+            "mutation($s: ID!) { createServiceEnvironment(input: {serviceId: $s, title: \"Sandbox\", authenticationType: token}) { serviceEnvironment { id } } }",
+            json!({"s": service}),
+        )
+        .await;
+    let sandbox = created["createServiceEnvironment"]["serviceEnvironment"]["id"].as_str().unwrap().to_owned();
+    let import_ledger = "mutation($s: String!, $e: String!) { createUserAuthentication(input: {name: \"ledger\", serviceId: $s, serviceEnvironmentId: $e, data: {token: \"t\"}}) { authenticationId } }";
+    let mut expected = Vec::new();
+    for n in 0..3 {
+        let zendesk = s.server.import_zendesk(&s.token, &s.zendesk.1, &format!("zd-{n}")).await;
+        expected.push((zendesk, s.zendesk.clone(), "Production"));
+        let data = s.server.ok(&s.token, import_ledger, json!({"s": service, "e": sandbox})).await;
+        let ledger = data["createUserAuthentication"]["authenticationId"].as_str().unwrap().to_owned();
+        expected.push((ledger, (service.clone(), sandbox.clone()), "Sandbox"));
+    }
+
+    let shown = |page: &Value| -> Vec<(String, (String, String), String)> {
+        page["viewer"]["authentications"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| {
+                let node = &edge["node"];
+                assert_eq!(node["serviceEnvironment"]["serviceId"], node["service"]["id"], "{node}");
+                let text = |v: &Value| v.as_str().unwrap().to_owned();
+                (
+                    text(&node["id"]),
+                    (text(&node["service"]["id"]), text(&node["serviceEnvironment"]["id"])),
+                    text(&node["serviceEnvironment"]["title"]),
+                )
+            })
+            .collect()
+    };
+    let page = "query($first: Int) { viewer { authentications(first: $first) { edges { node { id service { id } serviceEnvironment { id serviceId title } } } } } }";
+    let first = s.server.ok(&s.token, page, json!({"first": 10})).await;
+    let want: Vec<_> = expected.iter().map(|(id, ids, title)| (id.clone(), ids.clone(), (*title).to_owned())).collect();
+    assert_eq!(shown(&first), want);
+
+    s.server
+        .ok(
+            master,
+            "mutation($e: ID!) { updateServiceEnvironment(input: {serviceEnvironmentId: $e, title: \"Live\"}) { serviceEnvironment { id } } }",
+            json!({"e": sandbox}),
+        )
+        .await;
+    let after = s.server.ok(&s.token, page, json!({"first": 10})).await;
+    let renamed: Vec<_> = want
+        .into_iter()
+        .map(|(id, ids, title)| {
+            let title = if ids.1 == sandbox { "Live".to_owned() } else { title };
+            (id, ids, title)
+        })
+        .collect();
+    assert_eq!(shown(&after), renamed);
+}

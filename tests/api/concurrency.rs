@@ -687,3 +687,64 @@ async fn a_revocation_on_one_replica_reaches_the_other_that_cached_the_token() {
     let first_answer = api.run(0, &token, "{ viewer { details { name } } }", json!({})).await;
     assert!(first_answer.is_err_and(|err| err.contains("UNAUTHENTICATED")), "refused at once");
 }
+
+/// A replica that has shown an environment with its authentications shows another
+/// replica's change to that environment on its very next read: each read checks the
+/// catalog's stamps in its own statement.
+#[tokio::test]
+async fn a_catalog_change_on_one_replica_shows_at_once_on_the_other_that_cached_it() {
+    let cluster = Cluster::new().await;
+    let (first, second) = (cluster.start(&[]).await, cluster.start(&[]).await);
+    let api = Api::new(vec![first.base.clone()]);
+    let on_second = Api::new(vec![second.base.clone()]);
+    let master = &cluster.master;
+    let service = api
+        .ok(
+            master,
+            "mutation { createService(input: {name: \"ledger\", title: \"Ledger\"}) { service { id } } }",
+            json!({}),
+        )
+        .await["createService"]["service"]["id"]
+        .clone();
+    let environment = api
+        .ok(
+            master,
+            "mutation($s: ID!) { createServiceEnvironment(input: {serviceId: $s, title: \"Live\", authenticationType: token, credentialsSchema: {type: \"object\", required: [\"key\"]}}) { serviceEnvironment { id } } }",
+            json!({"s": service}),
+        )
+        .await["createServiceEnvironment"]["serviceEnvironment"]["id"]
+        .clone();
+    api.ok(
+        master,
+        "mutation($s: String!, $e: String!) { createUserAuthentication(input: {name: \"l\", serviceId: $s, serviceEnvironmentId: $e, data: {key: \"k\"}}) { authenticationId } }",
+        json!({"s": service, "e": environment}),
+    )
+    .await;
+    let page = "{ viewer { authentications(first: 5) { edges { node { service { title } serviceEnvironment { title credentialsSchema } } } } } }";
+    let shown = |data: Value| data["viewer"]["authentications"]["edges"][0]["node"].clone();
+    for _ in 0..3 {
+        let node = shown(on_second.ok(master, page, json!({})).await);
+        assert_eq!(node["serviceEnvironment"]["title"], "Live");
+    }
+
+    api.ok(
+        master,
+        "mutation($e: ID!) { updateServiceEnvironment(input: {serviceEnvironmentId: $e, title: \"Sandbox\", credentialsSchema: {type: \"object\", required: [\"token\"]}}) { serviceEnvironment { id } } }",
+        json!({"e": environment}),
+    )
+    .await;
+    api.ok(
+        master,
+        "mutation($s: ID!) { updateService(input: {serviceId: $s, title: \"Ledger (EU)\"}) { service { id } } }",
+        json!({"s": service}),
+    )
+    .await;
+    let node = shown(on_second.ok(master, page, json!({})).await);
+    assert_eq!(node["service"]["title"], "Ledger (EU)");
+    assert_eq!(node["serviceEnvironment"]["title"], "Sandbox");
+    let schema: Value = match &node["serviceEnvironment"]["credentialsSchema"] {
+        Value::String(text) => serde_json::from_str(text).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(schema["required"], json!(["token"]), "{node}");
+}
