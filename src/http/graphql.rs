@@ -100,13 +100,22 @@ fn answer(media: Media, response: &async_graphql::Response, forced: Option<Code>
         }
         None => StatusCode::OK,
     };
-    // A request error has no `data` at all, under either media type.
-    let body = if request_error {
-        serde_json::json!({"errors": response.errors})
-    } else {
-        serde_json::to_value(response).unwrap_or_else(|_| serde_json::json!({"errors": response.errors}))
+    // A request error has no `data` at all, under either media type. Written straight to
+    // bytes: no intermediate JSON tree.
+    #[derive(serde::Serialize)]
+    struct Errors<'a> {
+        errors: &'a [ServerError],
+    }
+    let errors_only = || serde_json::to_vec(&Errors { errors: &response.errors });
+    let body = match if request_error { errors_only() } else { serde_json::to_vec(response) } {
+        Ok(body) => body,
+        // Only a map with non-string keys fails, which a GraphQL answer never holds.
+        Err(err) => {
+            tracing::error!(error = %err, "cannot write a GraphQL answer");
+            return failure(media, Code::Internal, "the answer could not be written");
+        }
     };
-    let mut http = (status, body.to_string()).into_response();
+    let mut http = (status, body).into_response();
     http.headers_mut().insert(header::CONTENT_TYPE, media.content_type());
     if let Some(code) = forced {
         add_error_headers(code, http.headers_mut());
