@@ -111,6 +111,58 @@ PAGE_QUERY = (
 )
 
 
+def perf_works() -> bool:
+    if not shutil.which("perf"):
+        return False
+    return subprocess.run(["perf", "stat", "-e", "task-clock", "true"], capture_output=True).returncode == 0
+
+
+def crate_of(symbol: str, dso: str) -> str:
+    """The crate a Rust symbol comes from (its first path segment), else the library."""
+    if dso == "[kernel.kallsyms]":
+        return "kernel"
+    if not dso.startswith("latchkey"):
+        return dso
+    text = symbol.lstrip("<&*").removeprefix("mut ").removeprefix("dyn ")
+    if "::" not in text:
+        return f"{dso} (C)"
+    head = re.split(r"::|<| |\(", text, maxsplit=1)[0]
+    return head if head and not head.startswith(("_", "0x")) else f"{dso} (C)"
+
+
+def perf_summary(data: Path) -> dict:
+    """Shares of samples by thread, by crate and by symbol (the top 15)."""
+    def report(*sort: str) -> list[tuple[float, list[str]]]:
+        done = subprocess.run(
+            ["perf", "report", "-i", str(data), "--no-children", "--stdio", "-g", "none", "--field-separator",
+             "\t", "--sort", ",".join(sort)],
+            capture_output=True, text=True,
+        )
+        rows = []
+        for line in done.stdout.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = [f.strip() for f in line.split("\t")]
+            try:
+                rows.append((float(fields[0].rstrip("%")), fields[1:]))
+            except (ValueError, IndexError):
+                continue
+        return rows
+
+    threads: dict[str, float] = {}
+    for share, (comm, *_) in report("comm"):
+        threads[comm] = threads.get(comm, 0.0) + share
+    crates: dict[str, float] = {}
+    symbols = []
+    for share, (dso, symbol, *_) in report("dso", "sym"):
+        symbol = re.sub(r"^\[.\]\s*", "", symbol)
+        crate = crate_of(symbol, dso)
+        crates[crate] = crates.get(crate, 0.0) + share
+        symbols.append((share, symbol[:120], crate))
+    top = lambda table: dict(sorted(((k, round(v, 1)) for k, v in table.items()), key=lambda kv: -kv[1])[:15])
+    return {"threads": top(threads), "crates": top(crates), "symbols": [list(s) for s in symbols[:15]]}
+
+
 def log(message: str) -> None:
     stamp = datetime.now().strftime("%H:%M:%S")
     print(f"[{stamp}] {message}", flush=True)
@@ -586,11 +638,37 @@ class Phase:
                         self.measure(server, workload, "rate", rep, connections=self.s.rate_connections,
                                      rate=saturation[server] / 2)
 
+        self.profile()
         self.growth()
         self.stop_all()
         self.db.drop()
         self.result["seconds"] = time.monotonic() - started
         return self.result
+
+    # where the time goes ------------------------------------------------------------------
+
+    def profile(self) -> None:
+        """latchkey's CPU by thread and by crate, sampled with perf at 8 connections for each
+        workload: what a missed target costs where. Skipped, with a note, without perf."""
+        if not perf_works():
+            self.result["notes"].append("perf cannot sample here: no profiles.")
+            return
+        log(f"== {self.kind}: profiling latchkey")
+        self.result["profiles"] = {}
+        for workload in [w for w in WORKLOADS if w.name in self.s.workloads]:
+            data = self.folder / f"perf-{self.kind}-{workload.name}.data"
+            pid = self.servers["latchkey"].process.pid
+            perf = subprocess.Popen(
+                ["perf", "record", "-F", "999", "-p", str(pid), "-o", str(data), "--", "sleep",
+                 str(self.s.warmup + self.s.duration)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            result = self.loadgen(self.url("latchkey", workload), self.fixture.bodies[workload.name],
+                                  self.fixture.tokens[workload.user], connections=8,
+                                  duration=self.s.duration, warmup=self.s.warmup)
+            perf.wait()
+            self.result["profiles"][workload.name] = {"rps": result["rps"], **perf_summary(data)}
+            data.unlink(missing_ok=True)
 
     # statements per request --------------------------------------------------------------
 
@@ -640,9 +718,19 @@ class Phase:
     def count_postgres(self, logfile: Path, name: str, workload: Workload) -> dict:
         self.count_requests(name, workload, 5)  # warm: prepared statements, pool connections
         time.sleep(0.5)
+        started = time.monotonic()
         start = logfile.stat().st_size
         result = self.count_requests(name, workload, self.s.statement_requests)
         time.sleep(1.0)
+        statements = self.postgres_statements(logfile, start)
+        # The same time again without requests: what the servers' own timers ran.
+        window = time.monotonic() - started
+        start = logfile.stat().st_size
+        time.sleep(window)
+        idle = self.postgres_statements(logfile, start)
+        return self.per_request(statements, result, idle=idle, window=window)
+
+    def postgres_statements(self, logfile: Path, start: int) -> dict[str, int]:
         with open(logfile, "rb") as log_file:
             log_file.seek(start)
             text = log_file.read().decode(errors="replace")
@@ -653,11 +741,26 @@ class Phase:
             if match:
                 sql = " ".join(match.group(1).split())
                 statements[sql] = statements.get(sql, 0) + 1
-        return self.per_request(statements, result)
+        return statements
 
     def count_sqlite(self, name: str, workload: Workload) -> dict:
         self.count_requests(name, workload, 5)
-        out = self.folder / f"statements-{name}-{workload.name}.json"
+        counted = self.sqlite_window(name, lambda: self.count_requests(name, workload, self.s.statement_requests))
+        if "error" in counted:
+            return counted
+        # The same time again without requests: what the server's own timers ran.
+        window = counted["window"]
+        idle = self.sqlite_window(name, lambda: time.sleep(max(window - 1.5, 0.0)))
+        if "error" in idle:
+            return idle
+        counts, result = counted["counts"], counted["result"]
+        return self.per_request(counts["statements"], result, counts.get("reprepares"),
+                                idle=idle["counts"]["statements"], window=window)
+
+    def sqlite_window(self, name: str, run) -> dict:
+        """Counts the statements a server runs while `run` runs (and 1.5 s around it), with
+        gdb attached; the window is the time counted."""
+        out = self.folder / f"statements-{name}.json"
         ready = Path(str(out) + ".ready")
         for stale in (out, ready):
             stale.unlink(missing_ok=True)
@@ -673,9 +776,11 @@ class Phase:
         if not ready.exists():
             gdb.kill()
             return {"error": "gdb did not attach"}
+        started = time.monotonic()
         time.sleep(1.0)
-        result = self.count_requests(name, workload, self.s.statement_requests)
+        result = run()
         time.sleep(0.5)
+        window = time.monotonic() - started
         gdb.send_signal(signal.SIGINT)
         try:
             gdb.wait(timeout=60)
@@ -689,10 +794,17 @@ class Phase:
         self.servers[name].stop()
         self.servers[name] = self.server(name)
         self.servers[name].start()
-        return self.per_request(counts["statements"], result, counts.get("reprepares"))
+        return {"counts": counts, "result": result, "window": window}
 
-    def per_request(self, statements: dict[str, int], result: dict, reprepares: dict | None = None) -> dict:
+    def per_request(self, statements: dict[str, int], result: dict, reprepares: dict | None = None,
+                    idle: dict[str, int] | None = None, window: float = 0.0) -> dict:
+        """Statements per request. What the server ran in an equal window without requests
+        (its timers: webhook deliveries, refreshes, the revocation epoch) is taken off, each
+        statement text at most as often as it was counted, and reported apart."""
         requests = result["ok"] + result["failed"]
+        idle = idle or {}
+        background = {sql: min(n, statements.get(sql, 0)) for sql, n in idle.items() if statements.get(sql)}
+        caused = {sql: n - background.get(sql, 0) for sql, n in statements.items() if n > background.get(sql, 0)}
 
         def each(table: dict[str, int]) -> dict[str, float]:
             return {sql: n / requests for sql, n in sorted(table.items(), key=lambda kv: -kv[1])} if requests else {}
@@ -700,8 +812,9 @@ class Phase:
         return {
             "requests": requests,
             "failed": result["failed"],
-            "per_request": sum(statements.values()) / requests if requests else None,
-            "statements": each(statements),
+            "per_request": sum(caused.values()) / requests if requests else None,
+            "statements": each(caused),
+            "background": {"window_s": round(window, 1), "idle": idle, "taken_off": sum(background.values())},
             "reprepares_per_request": sum(reprepares.values()) / requests if requests and reprepares is not None
             else None,
             "reprepares": each(reprepares or {}),

@@ -180,11 +180,13 @@ def statement_rows(data):
         for server, counted in servers.items():
             name = server if server != "baseline" else BASELINES.get(workload, "baseline")
             if "error" in counted:
-                rows.append((TITLES.get(workload, workload), name, "n/a", "n/a", counted["error"]))
+                rows.append((TITLES.get(workload, workload), name, "n/a", "n/a", counted["error"], ""))
                 continue
+            background = counted.get("background") or {}
             rows.append((TITLES.get(workload, workload), name, fmt(counted["per_request"]),
                          fmt(counted.get("reprepares_per_request")),
-                         f"{counted['requests']} requests, {counted['failed']} failed"))
+                         f"{counted['requests']} requests, {counted['failed']} failed",
+                         f"{background.get('taken_off', 0)} in {background.get('window_s', 0)} s"))
             if server == "latchkey":
                 for sql, n in counted["statements"].items():
                     details.append((TITLES.get(workload, workload), fmt(n), "`" + sql[:160].replace("|", "\\|") + "`"))
@@ -270,11 +272,34 @@ def markdown(results, plot_name):
                   "(bench/sqlite_statements.py: the first `sqlite3_step` of each execution, and each "
                   "`sqlite3_exec` statement; BEGIN and COMMIT count). Re-prepares are the executions SQLite "
                   "found expired and compiled again")
-        out += ["### Statements per request", "", f"Counted from {source}.", ""]
-        out += [table(["workload", "server", "statements", "re-prepares", "sample"], rows), ""]
+        out += ["### Statements per request", "", f"Counted from {source}. A server's own timers (webhook "
+                "deliveries, refreshes, the revocation epoch) run statements whether requests come or not: "
+                "the same window is counted again without requests, and those statements are taken off "
+                "(each statement text at most as often as it ran in the request window).", ""]
+        out += [table(["workload", "server", "statements", "re-prepares", "sample", "timers' statements taken off"],
+                      rows), ""]
         if details:
             out += ["<details><summary>latchkey's statements per request</summary>", "",
                     table(["workload", "per request", "statement"], details), "", "</details>", ""]
+        profiles = data.get("profiles") or {}
+        if profiles:
+            out += ["### Where latchkey's time goes", "",
+                    "Sampled with `perf record -F 999` on latchkey's process while it served each workload at 8 "
+                    "connections (one more run like the others). Shares of all samples: by thread (`tokio-rt-worker` "
+                    "holds the connections, `latchkey-work` runs the requests, `sqlx-sqlite-wor` runs SQLite, "
+                    "`latchkey-log` writes the log), by crate (the first path segment of each Rust symbol; "
+                    "`kernel` is system calls, scheduling and the network stack), and the heaviest symbols.", ""]
+            prows = []
+            for workload, profile in profiles.items():
+                threads = ", ".join(f"{k} {v:.0f}%" for k, v in list(profile["threads"].items())[:4])
+                crates = ", ".join(f"{k} {v:.1f}%" for k, v in list(profile["crates"].items())[:10])
+                prows.append((TITLES.get(workload, workload), f"{profile['rps']:,.0f}", threads, crates))
+            out += [table(["workload", "req/s while sampled", "threads", "crates"], prows), ""]
+            for workload, profile in profiles.items():
+                out += [f"<details><summary>{TITLES.get(workload, workload)}: the heaviest symbols</summary>", "",
+                        table(["share", "symbol", "crate"],
+                              [(f"{share:.2f}%", "`" + symbol.replace("|", "\\|") + "`", crate)
+                               for share, symbol, crate in profile["symbols"]]), "", "</details>", ""]
         out += ["### Growth", "",
                 "One connection, a page of 20 from the middle of the end user's authentications (a cursor "
                 "there); mean and p50 latency in ms.", ""]
